@@ -1,0 +1,25 @@
+"""netprops: verify the properties of PyTorch neural-network building blocks."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .devices import available_devices, cuda_available, deterministic, resolve_device, tf32_disabled
+from .errors import PropertyViolation
+from .seeding import derive_seed, make_generator, seeded_global_rng
+from .tolerances import Tolerance, tolerance
+
+__all__ = [
+    "PropertyViolation",
+    "Tolerance",
+    "__version__",
+    "available_devices",
+    "cuda_available",
+    "derive_seed",
+    "deterministic",
+    "make_generator",
+    "resolve_device",
+    "seeded_global_rng",
+    "tf32_disabled",
+    "tolerance",
+]
