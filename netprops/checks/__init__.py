@@ -1,0 +1,1 @@
+"""Public property checks (filled in module by module)."""

@@ -1,0 +1,203 @@
+"""Gradient checks: finite differences (gradcheck) and gradient clipping."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import check_choice, check_int, check_positive_float
+from ..seeding import make_generator
+from .results import CheckResult, violation
+
+__all__ = ["check_grad_clipping", "check_gradcheck"]
+
+
+def check_gradcheck(
+    fn: nn.Module | Callable[..., torch.Tensor],
+    inputs: torch.Tensor | Sequence[int] | Sequence[torch.Tensor],
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    check_params: bool = True,
+) -> CheckResult:
+    """Compare the analytic gradients of ``fn`` with finite differences in float64.
+
+    Runs :func:`torch.autograd.gradcheck` on a float64 copy of ``fn`` (a module is
+    deep-copied and cast, the caller's is untouched). ``inputs`` is a tensor, a
+    sequence of tensors, or a shape from which a seeded normal input is drawn.
+    With ``check_params`` the module's parameters are differentiated too.
+
+    Raises
+    ------
+    PropertyViolation
+        with gradcheck's report when a gradient is wrong.
+    """
+    __tracebackhide__ = True
+    seed = check_int("seed", seed, min_value=0)
+    device = torch.device(device)
+    if isinstance(inputs, torch.Tensor):
+        tensors = [inputs]
+    elif all(isinstance(d, int) for d in inputs):
+        g = make_generator(seed, device)
+        tensors = [torch.randn(tuple(inputs), generator=g, device=device, dtype=torch.float64)]
+    else:
+        tensors = list(inputs)
+    tensors = [
+        t.detach().to(device=device, dtype=torch.float64).requires_grad_(True) for t in tensors
+    ]
+    params: list[torch.Tensor] = []
+    if isinstance(fn, nn.Module):
+        module = copy.deepcopy(fn).to(device=device, dtype=torch.float64)
+        if check_params:
+            params = [p for p in module.parameters() if p.requires_grad]
+        names = [name for name, p in module.named_parameters() if p.requires_grad]
+        n_inputs = len(tensors)
+
+        def call(*args: torch.Tensor) -> torch.Tensor:
+            if params:
+                replaced = dict(zip(names, args[n_inputs:], strict=True))
+                return torch.func.functional_call(module, replaced, args[:n_inputs])
+            return module(*args[:n_inputs])
+
+        target: Callable[..., torch.Tensor] = call
+    else:
+        target = fn
+    args = tuple(tensors) + tuple(p.detach().clone().requires_grad_(True) for p in params)
+    reproduce = f"netprops.checks.check_gradcheck(fn, inputs, seed={seed}, eps={eps:g}, atol={atol:g}, rtol={rtol:g})"
+    try:
+        torch.autograd.gradcheck(target, args, eps=eps, atol=atol, rtol=rtol, raise_exception=True)
+    except RuntimeError as exc:
+        violation(
+            "check_gradcheck",
+            f"analytic gradient differs from finite differences:\n{exc}",
+            statistic=float("nan"),
+            bound=atol,
+            seed=seed,
+            reproduce=reproduce,
+        )
+    details = {"inputs": [tuple(t.shape) for t in tensors], "parameters": len(params)}
+    return CheckResult("check_gradcheck", 0.0, atol, seed, 0.0, details, reproduce)
+
+
+_SHAPES = ((7, 5), (11,), (3, 4, 2), (1,))
+
+
+def _total_norm(grads: Iterable[torch.Tensor], norm_type: float) -> float:
+    flat = torch.cat([g.detach().double().flatten() for g in grads])
+    return float(flat.abs().max()) if math.isinf(norm_type) else float(flat.norm(norm_type))
+
+
+def check_grad_clipping(
+    clip_fn: Callable[..., torch.Tensor],
+    *,
+    max_norm: float = 1.0,
+    norm_type: float = 2.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> CheckResult:
+    """Check a function with the signature of ``torch.nn.utils.clip_grad_norm_``.
+
+    On seeded parameters of several shapes, with gradients scaled both above
+    (×10) and below (×0.1) ``max_norm``: the returned value is the total norm before
+    clipping; the total norm after clipping is at most ``max_norm`` (to rounding);
+    the whole gradient vector keeps its direction (it is multiplied by one factor);
+    nothing changes when the norm is already under the limit; parameters without a
+    gradient are ignored. ``norm_type`` may be ``float('inf')``.
+
+    Raises
+    ------
+    PropertyViolation
+        naming the violated condition.
+    """
+    __tracebackhide__ = True
+    if not callable(clip_fn):
+        raise TypeError(f"clip_fn must be callable, got {type(clip_fn).__name__}")
+    max_norm = check_positive_float("max_norm", max_norm)
+    norm_type = (
+        check_positive_float("norm_type", norm_type) if not math.isinf(norm_type) else norm_type
+    )
+    seed = check_int("seed", seed, min_value=0)
+    check_choice("dtype", dtype, (torch.float32, torch.float64))
+    device = torch.device(device)
+    reproduce = f"netprops.checks.check_grad_clipping(clip_fn, max_norm={max_norm}, norm_type={norm_type}, seed={seed})"
+    eps = torch.finfo(dtype).eps
+    g = make_generator(seed, device)
+    worst = 0.0
+    for factor in (10.0, 0.1):
+        params = [torch.zeros(s, device=device, dtype=dtype, requires_grad=True) for s in _SHAPES]
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g, device=device, dtype=dtype)
+        bare = torch.zeros(3, device=device, dtype=dtype, requires_grad=True)  # no grad: ignored
+        raw = [p.grad.clone() for p in params]
+        scale = factor * max_norm / _total_norm(raw, norm_type)
+        for p, r in zip(params, raw, strict=True):
+            p.grad.mul_(scale)
+            r.mul_(scale)
+        before = _total_norm(raw, norm_type)
+        returned = float(clip_fn([*params, bare], max_norm, norm_type=norm_type))
+        after_grads = [p.grad for p in params]
+        after = _total_norm(after_grads, norm_type)
+        case = (
+            f"gradient norm {before:.4g} ({'above' if factor > 1 else 'below'} max_norm={max_norm})"
+        )
+        tol = 16 * eps
+        if abs(returned - before) > tol * before:
+            violation(
+                "check_grad_clipping",
+                f"{case}: returned {returned:.8g}, expected the total norm before clipping {before:.8g}",
+                statistic=returned,
+                bound=(before * (1 - tol), before * (1 + tol)),
+                seed=seed,
+                reproduce=reproduce,
+            )
+        if after > max_norm * (1 + tol):
+            violation(
+                "check_grad_clipping",
+                f"{case}: norm after clipping {after:.8g} exceeds max_norm",
+                statistic=after,
+                bound=max_norm * (1 + tol),
+                seed=seed,
+                reproduce=reproduce,
+            )
+        flat_raw = torch.cat([r.double().flatten() for r in raw])
+        flat_after = torch.cat([a.double().flatten() for a in after_grads])
+        coef = float(flat_after.norm() / flat_raw.norm())
+        deviation = float((flat_after - coef * flat_raw).abs().max() / flat_raw.abs().max())
+        worst = max(worst, deviation)
+        if deviation > tol:
+            violation(
+                "check_grad_clipping",
+                f"{case}: clipping changed the gradient's direction (not one common factor)",
+                statistic=deviation,
+                bound=tol,
+                seed=seed,
+                reproduce=reproduce,
+            )
+        if factor < 1 and not all(torch.equal(a, r) for a, r in zip(after_grads, raw, strict=True)):
+            violation(
+                "check_grad_clipping",
+                f"{case}: gradients changed although their norm was under the limit",
+                statistic=abs(coef - 1.0),
+                bound=0.0,
+                seed=seed,
+                reproduce=reproduce,
+            )
+        if factor > 1 and coef > 1 / 5:
+            violation(
+                "check_grad_clipping",
+                f"{case}: gradients were not scaled down (factor {coef:.4g})",
+                statistic=coef,
+                bound=max_norm / before,
+                seed=seed,
+                reproduce=reproduce,
+            )
+    details = {"norm_type": norm_type, "max_norm": max_norm, "shapes": _SHAPES}
+    return CheckResult("check_grad_clipping", worst, 16 * eps, seed, 0.0, details, reproduce)

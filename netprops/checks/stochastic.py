@@ -1,0 +1,312 @@
+"""Checks for stochastic layers: Monte Carlo expectation and drop rate (METHODS.md §3)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from scipy import stats
+from torch import nn
+
+from ..errors import (
+    check_float_tensor,
+    check_int,
+    check_positive_int,
+    check_probability,
+    check_type,
+)
+from ._state import preserved_mode, seeded_module
+from .results import CheckResult, violation
+from .stats import DEFAULT_ALPHA, binom_interval, chi2_upper, mc_sample_size, z_two_sided
+
+__all__ = ["check_drop_rate", "check_expectation_equal"]
+
+#: Kept values must match 1/(1-p) to this many units of rounding (one multiply and one add).
+_ULPS = 8.0
+
+#: Smallest mean shift, in standard deviations of one draw, that ``n_samples=None`` is powered to catch.
+DEFAULT_EFFECT = 0.2
+
+
+def _alpha_arg(alpha: float) -> float:
+    alpha = check_probability("alpha", alpha)
+    if alpha == 0:
+        raise ValueError("alpha must be a probability in (0, 1), got 0.0")
+    return alpha
+
+
+@torch.no_grad()
+def check_expectation_equal(
+    stochastic: nn.Module,
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    n_samples: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    effect: float = DEFAULT_EFFECT,
+) -> CheckResult:
+    """Check that the Monte Carlo mean of ``stochastic(x)`` in train mode equals ``reference(x)``.
+
+    Draws ``N`` training-mode forwards with all randomness seeded from ``seed``
+    and forms, per output element i, ``Z_i = sqrt(N) (ȳ_i - μ_i) / σ_i`` where μ is
+    the reference output. σ_i is exact when the module provides
+    ``output_variance(x)`` (netprops DropConnect layers do) and the sample standard
+    deviation otherwise. Two statistics share ``alpha`` (α/2 each):
+    ``max |Z_i|`` (bias on a few outputs, Bonferroni over the m outputs) and
+    ``Σ Z_i²`` against χ²_m (bias spread over all outputs).
+
+    Parameters
+    ----------
+    stochastic : module whose training forward is random (its mode is restored afterwards).
+    reference : deterministic callable with the expected mean, e.g. ``lambda x: F.linear(x, W, b)``.
+    x : input batch (floating point).
+    n_samples : number of forwards N; ``None`` picks N from the power calculation
+        ``((z + z_0.99) / effect)²`` so a shift of ``effect`` standard deviations on one
+        output is caught with probability 0.99.
+    alpha : probability that a correct module fails.
+    seed : seed of every draw; a failure replays from it.
+    effect : see ``n_samples``.
+
+    Returns
+    -------
+    CheckResult with statistic ``max |Z|`` and ``details`` holding ``sum_z2``, ``n_samples``,
+    ``variance`` ("exact" or "sample").
+
+    Raises
+    ------
+    PropertyViolation
+        when either statistic is outside its bound, or an output with zero variance
+        differs from the reference.
+    """
+    __tracebackhide__ = True
+    check_type("stochastic", stochastic, nn.Module)
+    if not callable(reference):
+        raise TypeError(f"reference must be callable, got {type(reference).__name__}")
+    check_float_tensor("x", x)
+    alpha = _alpha_arg(alpha)
+    seed = check_int("seed", seed, min_value=0)
+    expected = reference(x).detach().double().flatten()
+    m = expected.numel()
+    if n_samples is None:
+        n_samples = max(mc_sample_size(effect, alpha / 2, tests=m), 30)
+    n_samples = check_int("n_samples", n_samples, min_value=2)
+
+    exact_var = None
+    with preserved_mode(stochastic):
+        stochastic.train()
+        if hasattr(stochastic, "output_variance"):
+            exact_var = stochastic.output_variance(x).detach().double().flatten()
+        total = torch.zeros(m, dtype=torch.float64, device=x.device)
+        total_sq = torch.zeros(m, dtype=torch.float64, device=x.device)
+        with seeded_module(stochastic, seed, x.device):
+            for _ in range(n_samples):
+                y = stochastic(x).detach().double().flatten()
+                if y.numel() != m:
+                    raise ValueError(
+                        f"stochastic output has {y.numel()} elements but reference has {m}"
+                    )
+                total += y
+                total_sq += y * y
+    mean = total / n_samples
+    if exact_var is not None:
+        var = exact_var
+        kind = "exact"
+        z_crit = z_two_sided(alpha / 2, tests=m)
+    else:
+        var = (total_sq - n_samples * mean * mean).clamp_min(0) / (n_samples - 1)
+        kind = "sample"
+        z_crit = float(stats.t.isf(alpha / (4 * m), n_samples - 1))
+
+    reproduce = (
+        f"netprops.checks.check_expectation_equal(module, reference, x, "
+        f"n_samples={n_samples}, alpha={alpha:g}, seed={seed})"
+    )
+    scale = expected.abs().clamp_min(1.0)
+    degenerate = var <= (1e-12 * scale) ** 2
+    if degenerate.any():
+        gap = (mean[degenerate] - expected[degenerate]).abs()
+        tol = 1e-5 * scale[degenerate]
+        if (gap > tol).any():
+            violation(
+                "check_expectation_equal",
+                "an output with zero variance differs from the reference",
+                statistic=float(gap.max()),
+                bound=float(tol.max()),
+                seed=seed,
+                reproduce=reproduce,
+            )
+    live = ~degenerate
+    m_live = int(live.sum())
+    details = {"n_samples": n_samples, "outputs": m, "variance": kind, "effect": effect}
+    if m_live == 0:
+        return CheckResult("check_expectation_equal", 0.0, 0.0, seed, alpha, details, reproduce)
+    z = math.sqrt(n_samples) * (mean[live] - expected[live]) / var[live].sqrt()
+    max_z = float(z.abs().max())
+    sum_z2 = float((z * z).sum())
+    sum_bound = chi2_upper(m_live, alpha / 2)
+    if kind == "sample":
+        # Z_i² ~ F(1, N-1) with mean (N-1)/(N-3): scale the χ² bound to that mean.
+        sum_bound *= (n_samples - 1) / max(n_samples - 3, 1)
+    worst = int(z.abs().argmax())
+    details |= {
+        "sum_z2": round(sum_z2, 4),
+        "sum_z2_bound": round(sum_bound, 4),
+        "z_bound": round(z_crit, 4),
+    }
+    if max_z > z_crit:
+        violation(
+            "check_expectation_equal",
+            f"Monte Carlo mean differs from the reference on output {worst} "
+            f"(mean {float(mean[live][worst]):.6g} vs expected {float(expected[live][worst]):.6g})",
+            statistic=max_z,
+            bound=z_crit,
+            seed=seed,
+            alpha=alpha,
+            reproduce=reproduce,
+            details=details,
+        )
+    if sum_z2 > sum_bound:
+        violation(
+            "check_expectation_equal",
+            f"Monte Carlo means differ from the reference across outputs (sum of Z² = {sum_z2:.6g})",
+            statistic=sum_z2,
+            bound=sum_bound,
+            seed=seed,
+            alpha=alpha,
+            reproduce=reproduce,
+            details=details,
+        )
+    return CheckResult("check_expectation_equal", max_z, z_crit, seed, alpha, details, reproduce)
+
+
+def _mask_draw(module: nn.Module, n: int, device: torch.device) -> torch.Tensor:
+    """Keep-masks with at least ``n`` entries from a module exposing ``sample_mask``."""
+    per_mask = module.sample_mask(()).numel()
+    draws = max(1, math.ceil(n / per_mask))
+    return module.sample_mask((draws,)).to(device)
+
+
+@torch.no_grad()
+def check_drop_rate(
+    module: nn.Module,
+    p: float,
+    *,
+    seed: int = 0,
+    n: int = 100_000,
+    alpha: float = DEFAULT_ALPHA,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> CheckResult:
+    """Check that ``module`` drops entries with probability ``p`` and rescales kept ones by 1/(1-p).
+
+    Modules exposing ``sample_mask(batch_shape)`` (netprops DropConnect layers) are
+    tested on their weight keep-masks: the number of zeros among ``n`` or more mask
+    entries is exactly Bin(n, p), and a training forward on the identity matrix
+    (Linear-like modules) reproduces ``W ⊙ mask / (1 - p)``. Other modules
+    (Dropout-like) are run in train mode on a tensor of ones with ``n`` entries:
+    zeros ~ Bin(n, p) and every kept output equals ``1/(1-p)``. ``device`` and
+    ``dtype`` default to those of the module's parameters (CPU float32 without any).
+
+    Raises
+    ------
+    PropertyViolation
+        when the count of zeros leaves its two-sided binomial interval at ``alpha``,
+        or kept values are not ``1/(1-p)`` (to float rounding).
+    """
+    __tracebackhide__ = True
+    check_type("module", module, nn.Module)
+    p = check_probability("p", p)
+    seed = check_int("seed", seed, min_value=0)
+    n = check_positive_int("n", n)
+    alpha = _alpha_arg(alpha)
+    params = list(module.parameters())
+    if device is None:
+        device = params[0].device if params else torch.device("cpu")
+    device = torch.device(device)
+    if dtype is None:
+        dtype = params[0].dtype if params else torch.float32
+    reproduce = (
+        f"netprops.checks.check_drop_rate(module, p={p}, seed={seed}, n={n}, alpha={alpha:g})"
+    )
+    scale = 1.0 / (1.0 - p)
+    with preserved_mode(module), seeded_module(module, seed, device):
+        module.train()
+        if hasattr(module, "sample_mask"):
+            mask = _mask_draw(module, n, device)
+            dropped = int((mask == 0).sum())
+            total = mask.numel()
+            kept_err = _kept_weight_error(module, scale, device, dtype)
+            source = "weight mask"
+        else:
+            ones = torch.ones(n, device=device, dtype=dtype)
+            out = module(ones).flatten()
+            dropped = int((out == 0).sum())
+            total = out.numel()
+            kept = out[out != 0].double()
+            kept_err = (
+                ((kept - scale).abs() / (scale * torch.finfo(dtype).eps)).max()
+                if kept.numel()
+                else None
+            )
+            source = "output on ones"
+    lo, hi = binom_interval(total, p, alpha)
+    details = {
+        "source": source,
+        "entries": total,
+        "dropped": dropped,
+        "expected": round(total * p, 1),
+    }
+    if not lo <= dropped <= hi:
+        violation(
+            "check_drop_rate",
+            f"{dropped} of {total} entries dropped ({dropped / total:.5f}), expected p={p}",
+            statistic=float(dropped),
+            bound=(float(lo), float(hi)),
+            seed=seed,
+            alpha=alpha,
+            reproduce=reproduce,
+            details=details,
+        )
+    if kept_err is not None and float(kept_err) > _ULPS:
+        violation(
+            "check_drop_rate",
+            f"kept entries are not rescaled by 1/(1-p) = {scale:.6g} "
+            f"(worst error {float(kept_err):.3g} units of rounding)",
+            statistic=float(kept_err),
+            bound=_ULPS,
+            seed=seed,
+            reproduce=reproduce,
+            details=details,
+        )
+    return CheckResult(
+        "check_drop_rate", float(dropped), (float(lo), float(hi)), seed, alpha, details, reproduce
+    )
+
+
+def _kept_weight_error(
+    module: nn.Module, scale: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Worst error, in units of rounding, of the effective kept weights against ``W / (1 - p)``.
+
+    The effective weight comes from a training forward on the identity matrix
+    (Linear-like modules only; None otherwise): row b of the output is
+    ``(W ⊙ M_b)[:, b] / (1 - p) + bias``.
+    """
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        return None
+    eye = torch.eye(weight.shape[1], device=device, dtype=dtype)
+    out = module(eye).double()
+    bias = getattr(module, "bias", None)
+    bias64 = (
+        bias.detach().double() if isinstance(bias, torch.Tensor) else torch.zeros((), device=device)
+    )
+    effective = (out - bias64).T
+    target = weight.detach().double() * scale
+    kept = (effective != 0) & (target != 0)
+    if not kept.any():
+        return None
+    rounding = torch.finfo(dtype).eps * (target.abs() + bias64.abs().view(-1, 1))
+    return ((effective - target).abs() / rounding)[kept].max()

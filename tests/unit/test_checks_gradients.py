@@ -1,0 +1,94 @@
+"""check_gradcheck and check_grad_clipping against torch's references and broken variants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import netprops
+from netprops.checks.gradients import check_grad_clipping, check_gradcheck
+
+
+class WrongBackwardSquare(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * x  # should be 2x
+
+
+def test_gradcheck_passes_a_torch_module_with_parameters(device):
+    with netprops.seeded_global_rng(0):
+        module = nn.Sequential(nn.Linear(4, 3), nn.Tanh())
+    result = check_gradcheck(module, (2, 4), device=device)
+    assert result.details["parameters"] == 2
+    assert next(module.parameters()).dtype == torch.float32  # the caller's module is untouched
+
+
+def test_gradcheck_catches_a_wrong_backward(device):
+    with pytest.raises(netprops.PropertyViolation, match="finite differences"):
+        check_gradcheck(WrongBackwardSquare.apply, (3, 2), device=device, seed=1)
+
+
+NORMS = [1.0, 2.0, 3.0, math.inf]
+
+
+@pytest.mark.parametrize("norm_type", NORMS)
+def test_torch_clip_grad_norm_passes(device, norm_type):
+    result = check_grad_clipping(
+        torch.nn.utils.clip_grad_norm_, norm_type=norm_type, max_norm=0.7, device=device
+    )
+    assert result.statistic <= result.bound
+
+
+def per_parameter_clip(parameters, max_norm, norm_type=2.0):
+    """Clips each parameter separately: keeps every norm under the limit but bends the direction."""
+    total = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        n = p.grad.norm(norm_type)
+        total.append(n)
+        p.grad.mul_(min(1.0, max_norm / (float(n) + 1e-6)))
+    return torch.stack(total).norm(norm_type)
+
+
+def returns_norm_after(parameters, max_norm, norm_type=2.0):
+    params = [p for p in parameters if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type)
+    return torch.stack([p.grad.norm(norm_type) for p in params]).norm(norm_type)
+
+
+def always_scales(parameters, max_norm, norm_type=2.0):
+    params = [p for p in parameters if p.grad is not None]
+    total = torch.stack([p.grad.norm(norm_type) for p in params]).norm(norm_type)
+    for p in params:
+        p.grad.mul_(max_norm / (total + 1e-6))
+    return total
+
+
+@pytest.mark.parametrize(
+    ("clip_fn", "pattern"),
+    [
+        (per_parameter_clip, "direction|exceeds"),
+        (returns_norm_after, "expected the total norm before clipping"),
+        (always_scales, "changed although their norm was under the limit"),
+    ],
+)
+def test_broken_clipping_is_caught(device, clip_fn, pattern):
+    with pytest.raises(netprops.PropertyViolation, match=pattern):
+        check_grad_clipping(clip_fn, device=device)
+
+
+def test_grad_clipping_validation():
+    with pytest.raises(ValueError, match="max_norm must be a finite number > 0"):
+        check_grad_clipping(torch.nn.utils.clip_grad_norm_, max_norm=-1.0)
+    with pytest.raises(TypeError, match="clip_fn must be callable"):
+        check_grad_clipping(None)

@@ -1,0 +1,131 @@
+"""check_expectation_equal and check_drop_rate on torch's and netprops' stochastic layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import netprops
+from netprops.checks.stochastic import check_drop_rate, check_expectation_equal
+
+
+class NoRescaleDropout(nn.Module):
+    """Drops with probability p but forgets the 1/(1-p) rescale."""
+
+    def __init__(self, p: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+        return x * keep
+
+
+class KeepPDropout(nn.Module):
+    """Keeps with probability p (the paper convention) instead of dropping with p."""
+
+    def __init__(self, p: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) < self.p
+        return x * keep / self.p
+
+
+def _x(device, shape=(4, 16), seed=0):
+    return torch.randn(shape, generator=netprops.make_generator(seed, device), device=device)
+
+
+def test_torch_dropout_mean_equals_identity(device):
+    result = check_expectation_equal(nn.Dropout(0.3), lambda x: x, _x(device), seed=1)
+    assert result.statistic <= result.bound
+    assert result.details["variance"] == "sample"
+    assert result.details["n_samples"] >= 2000  # power calculation for a 0.2σ shift over 64 outputs
+
+
+def test_dropout_without_rescale_is_caught(device):
+    module = NoRescaleDropout(0.3, netprops.make_generator(0, device))
+    with pytest.raises(netprops.PropertyViolation, match="check_expectation_equal") as info:
+        check_expectation_equal(module, lambda x: x, _x(device), seed=2)
+    message = str(info.value)
+    for part in (
+        "statistic:",
+        "bound:",
+        "seed:      2",
+        "reproduce: netprops.checks.check_expectation_equal",
+    ):
+        assert part in message
+
+
+def test_expectation_check_restores_mode_and_module_generator(device):
+    gen = netprops.make_generator(5, device)
+    module = NoRescaleDropout(0.0, gen).eval()
+    state = gen.get_state()
+    check_expectation_equal(module, lambda x: x, _x(device), n_samples=50, seed=3)
+    assert module.training is False
+    assert module.generator is gen
+    assert torch.equal(gen.get_state(), state)
+
+
+def test_expectation_check_is_replayable_from_its_seed(device):
+    module = nn.Dropout(0.5)
+    a = check_expectation_equal(module, lambda x: x, _x(device), n_samples=200, seed=9)
+    b = check_expectation_equal(module, lambda x: x, _x(device), n_samples=200, seed=9)
+    assert a.statistic == b.statistic
+
+
+def test_deterministic_outputs_must_match_exactly(device):
+    with pytest.raises(netprops.PropertyViolation, match="zero variance"):
+        check_expectation_equal(nn.Identity(), lambda x: x + 1, _x(device), n_samples=10)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_torch_dropout_drop_rate(device, p):
+    result = check_drop_rate(nn.Dropout(p), p, seed=4, device=device)
+    low, high = result.bound
+    assert low <= result.statistic <= high
+
+
+def test_keep_probability_convention_is_caught(device):
+    module = KeepPDropout(0.2, netprops.make_generator(0, device))
+    with pytest.raises(netprops.PropertyViolation, match="entries dropped"):
+        check_drop_rate(module, 0.2, seed=0, device=device)
+
+
+def test_missing_rescale_is_caught_by_drop_rate(device):
+    module = NoRescaleDropout(0.5, netprops.make_generator(0, device))
+    with pytest.raises(netprops.PropertyViolation, match="not rescaled"):
+        check_drop_rate(module, 0.5, seed=0, device=device)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"alpha": 0.0}, ValueError, "alpha must be a probability in \\(0, 1\\)"),
+        ({"n_samples": 1}, ValueError, "n_samples must be an int >= 2"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+    ],
+)
+def test_expectation_validation(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        check_expectation_equal(nn.Dropout(0.5), lambda x: x, torch.ones(2, 2), **kwargs)
+
+
+def test_expectation_rejects_integer_input_and_non_callable_reference():
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        check_expectation_equal(nn.Dropout(0.5), lambda x: x, torch.ones(2, 2, dtype=torch.long))
+    with pytest.raises(TypeError, match="reference must be callable"):
+        check_expectation_equal(nn.Dropout(0.5), 3, torch.ones(2, 2))
+
+
+def test_drop_rate_validation():
+    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\), got 1.0"):
+        check_drop_rate(nn.Dropout(0.5), 1.0)
+    with pytest.raises(TypeError, match="module must be Module"):
+        check_drop_rate(lambda x: x, 0.5)
