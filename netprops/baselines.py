@@ -1,0 +1,312 @@
+"""Convergence baselines: a versioned JSON store and the statistical gate (METHODS.md §4).
+
+A baseline holds, for one scenario on one device kind, the metrics of K seeded
+training runs plus the provenance of the environment that produced them. The
+gate compares m fresh runs (other seeds) with it through a one-sided prediction
+bound; when the environment differs from the provenance it says so instead of
+pretending the comparison means anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .errors import check_int, check_probability
+
+__all__ = [
+    "GATE_ALPHA",
+    "SCHEMA_VERSION",
+    "Baseline",
+    "BaselineError",
+    "BaselineExistsError",
+    "GateResult",
+    "baseline_path",
+    "current_provenance",
+    "environment_changes",
+    "prediction_gate",
+    "read_baseline",
+    "write_baseline",
+]
+
+SCHEMA_VERSION = 1
+
+#: False-alarm probability of the gate for one scenario, split evenly over its gated metrics.
+#: With ~20 scenarios a fresh-seed set raises a false alarm with probability ~2%; since the
+#: fresh seeds are fixed, an unchanged tree in an unchanged environment gives the same verdict
+#: every run, so a pass never turns into a flake.
+GATE_ALPHA = 1e-3
+
+#: Provenance keys whose change makes a stored baseline incomparable.
+ENVIRONMENT_KEYS = (
+    "torch",
+    "device_kind",
+    "device_name",
+    "dtype",
+    "threads",
+    "tf32",
+    "deterministic",
+)
+
+
+class BaselineError(ValueError):
+    """A baseline file is missing, corrupt, or of an unknown schema."""
+
+
+class BaselineExistsError(FileExistsError):
+    """Refused to overwrite an existing baseline without an explicit update."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The recorded metrics of one scenario on one device kind.
+
+    ``metrics`` maps a metric name to one value per seed (same order as ``seeds``);
+    ``None`` marks a run that never reached a target (steps-to-target).
+    """
+
+    scenario: str
+    device_kind: str
+    seeds: tuple[int, ...]
+    metrics: Mapping[str, tuple[float | None, ...]]
+    config: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        data["metrics"] = {k: list(v) for k, v in self.metrics.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Baseline:
+        if not isinstance(data, Mapping):
+            raise BaselineError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise BaselineError(
+                f"{source}: unknown baseline schema {schema!r} (this netprops reads schema "
+                f"{SCHEMA_VERSION}); re-record it with `netprops baselines record`"
+            )
+        missing = {"scenario", "device_kind", "seeds", "metrics", "config", "provenance"} - set(
+            data
+        )
+        if missing:
+            raise BaselineError(f"{source}: missing fields {sorted(missing)}")
+        seeds = tuple(int(s) for s in data["seeds"])
+        metrics = {}
+        for name, values in data["metrics"].items():
+            if len(values) != len(seeds):
+                raise BaselineError(
+                    f"{source}: metric {name!r} has {len(values)} values for {len(seeds)} seeds"
+                )
+            metrics[name] = tuple(None if v is None else float(v) for v in values)
+        return cls(
+            scenario=str(data["scenario"]),
+            device_kind=str(data["device_kind"]),
+            seeds=seeds,
+            metrics=metrics,
+            config=dict(data["config"]),
+            provenance=dict(data["provenance"]),
+        )
+
+
+def baseline_path(
+    scenario: str, device_kind: str, root: str | os.PathLike[str] = "baselines"
+) -> Path:
+    """``<root>/<scenario>.<device_kind>.json``."""
+    return Path(root) / f"{scenario}.{device_kind}.json"
+
+
+def read_baseline(path: str | os.PathLike[str]) -> Baseline:
+    """Load a baseline; :class:`BaselineError` for a missing, corrupt or unknown-schema file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(
+            f"{path}: no baseline recorded; record it with `netprops baselines record`"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{path}: corrupt baseline file ({exc}); it was left as it is"
+        ) from None
+    return Baseline.from_dict(data, source=str(path))
+
+
+def write_baseline(
+    baseline: Baseline, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write ``baseline`` atomically (temporary file in the same folder + ``os.replace``).
+
+    Concurrent writers (pytest-xdist workers) never leave a torn file: each
+    replace is atomic, and the last complete file wins.
+
+    Raises
+    ------
+    BaselineExistsError
+        when ``path`` exists and ``overwrite`` is False.
+    BaselineError
+        when ``overwrite`` is True but the existing file is corrupt or of another
+        schema (move it away by hand: it may be the only copy of a recording).
+    """
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise BaselineExistsError(
+                f"{path} exists; pass overwrite=True (--netprops-update-baselines) to replace it"
+            )
+        read_baseline(path)  # refuse to replace a file we cannot read
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(baseline.to_dict(), indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def current_provenance(
+    device: str | torch.device, dtype: torch.dtype = torch.float32
+) -> dict[str, Any]:
+    """What the environment is: versions, device, dtype, threads, TF32/determinism flags, date, commit."""
+    import torchvision
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device_kind": device.type,
+        "device_name": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if device.type == "cuda" else False,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
+
+
+def environment_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences on the keys that make results incomparable."""
+    return [
+        f"{key}: baseline {stored.get(key)!r}, now {current.get(key)!r}"
+        for key in ENVIRONMENT_KEYS
+        if stored.get(key) != current.get(key)
+    ]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One metric's one-sided prediction-bound test.
+
+    Fails when the mean of the m fresh runs is worse than
+    ``x̄ ∓ t_{1-α, K-1} · s · sqrt(1/m + 1/K) ∓ margin`` (sign by direction).
+    """
+
+    metric: str
+    passed: bool
+    fresh_mean: float
+    baseline_mean: float
+    baseline_sd: float
+    bound: float
+    alpha: float
+    higher_is_better: bool
+    fresh: tuple[float, ...] = field(default=())
+    baseline_range: tuple[float, float] = (math.nan, math.nan)
+
+    def __str__(self) -> str:
+        op = ">=" if self.higher_is_better else "<="
+        status = "ok" if self.passed else "REGRESSION"
+        return (
+            f"{self.metric}: fresh mean {self.fresh_mean:.5g} (runs {', '.join(f'{v:.5g}' for v in self.fresh)}) "
+            f"must be {op} {self.bound:.5g}; baseline {self.baseline_mean:.5g} ± {self.baseline_sd:.3g} "
+            f"(range {self.baseline_range[0]:.5g}..{self.baseline_range[1]:.5g}), alpha {self.alpha:g} [{status}]"
+        )
+
+
+def prediction_gate(
+    metric: str,
+    baseline: Sequence[float],
+    fresh: Sequence[float],
+    *,
+    alpha: float = GATE_ALPHA,
+    higher_is_better: bool = True,
+    margin: float = 0.0,
+) -> GateResult:
+    """One-sided prediction bound for the mean of ``fresh`` given ``baseline`` runs (METHODS.md §4).
+
+    For K baseline values with mean x̄ and sd s, the mean of m new values from the
+    same normal distribution stays above ``x̄ - t_{1-α,K-1}·s·sqrt(1/m + 1/K)`` with
+    probability 1 - α (below the mirrored bound when lower is better). ``margin``
+    widens the bound by a fixed practical tolerance.
+
+    Raises
+    ------
+    ValueError
+        fewer than 2 baseline values or no fresh values.
+    """
+    alpha = check_probability("alpha", alpha)
+    base = np.asarray(baseline, dtype=np.float64)
+    new = np.asarray(fresh, dtype=np.float64)
+    k = check_int("len(baseline)", base.size, min_value=2)
+    m = check_int("len(fresh)", new.size, min_value=1)
+    mean, sd = float(base.mean()), float(base.std(ddof=1))
+    half_width = float(stats.t.ppf(1 - alpha, k - 1)) * sd * math.sqrt(1 / m + 1 / k) + margin
+    fresh_mean = float(new.mean())
+    if higher_is_better:
+        bound = mean - half_width
+        passed = fresh_mean >= bound
+    else:
+        bound = mean + half_width
+        passed = fresh_mean <= bound
+    return GateResult(
+        metric=metric,
+        passed=passed,
+        fresh_mean=fresh_mean,
+        baseline_mean=mean,
+        baseline_sd=sd,
+        bound=bound,
+        alpha=alpha,
+        higher_is_better=higher_is_better,
+        fresh=tuple(float(v) for v in new),
+        baseline_range=(float(base.min()), float(base.max())),
+    )
