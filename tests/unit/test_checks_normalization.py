@@ -1,0 +1,446 @@
+"""check_batch_independent, check_normalized, check_shift_invariant and conditioning.
+
+Pass cases use torch.nn and netprops layers; fail cases use the small broken
+layers below, each with the one bug the check is meant to catch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from netprops import PropertyViolation, make_generator, seeded_global_rng, tolerance
+from netprops.checks.normalization import (
+    check_batch_independent,
+    check_normalized,
+    check_shift_invariant,
+    conditioning,
+)
+from netprops.layers.dropout import DropConnectLinear
+from netprops.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
+
+_FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _randn(shape, seed, device, dtype=torch.float32, offset=0.0, scale=1.0):
+    g = make_generator(seed, device)
+    z = torch.randn(shape, generator=g, device=device, dtype=torch.float64)
+    return (scale * (z + offset)).to(dtype)
+
+
+# --------------------------------------------------------------------------- broken layers
+class BatchAxisLayerNorm(nn.Module):
+    """Bug: normalizes each feature over the batch axis (BatchNorm's axis)."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=0, keepdim=True, correction=0)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
+class UnbiasedLayerNorm(nn.Module):
+    """Bug: divides by the unbiased variance (n − 1) instead of the biased one (n)."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=1)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
+class EpslessLayerNorm(nn.Module):
+    """Bug: claims eps but normalizes to variance exactly 1 (eps ignored)."""
+
+    eps = 1e-5
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+        return (x - mean) / torch.sqrt(var)
+
+
+class UncenteredNorm(nn.Module):
+    """Bug (for a LayerNorm): divides by the RMS without subtracting the mean."""
+
+    eps = 1e-5
+    bias = None
+
+    def forward(self, x):
+        return x / torch.sqrt(x.square().mean(-1, keepdim=True) + self.eps)
+
+
+def _layer_norms(d, device, dtype=torch.float32):
+    return [
+        nn.LayerNorm(d, device=device, dtype=dtype),
+        LayerNorm(d, device=device, dtype=dtype),
+    ]
+
+
+def _assert_message(exc: pytest.ExceptionInfo, seed) -> str:
+    text = str(exc.value)
+    for part in ("statistic:", "bound:", f"seed:      {seed}", "reproduce: netprops.checks."):
+        assert part in text, f"{part!r} missing from:\n{text}"
+    return text
+
+
+# --------------------------------------------------------------------------- conditioning
+def test_conditioning_matches_float64_formula(device):
+    x = _randn((3, 5, 7), 0, device, offset=4.0, scale=0.5)
+    xd = x.double()
+    mu = xd.mean(-1, keepdim=True)
+    var = ((xd - mu) ** 2).mean(-1, keepdim=True)
+    eps = 1e-3
+    torch.testing.assert_close(
+        conditioning(x, -1, eps), (mu.abs() + var.sqrt()) / (var + eps).sqrt()
+    )
+    joint = conditioning(x, (1, 2))
+    assert joint.shape == (3, 1, 1)
+    assert conditioning(torch.zeros(2, 4, device=device)).isinf().all()
+
+
+# --------------------------------------------------------------------------- batch independence
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_layer_norm_is_batch_independent(device, mode):
+    x = _randn((6, 16), 1, device)
+    for ln in _layer_norms(16, device):
+        ln.train(mode == "train")
+        result = check_batch_independent(ln, x, seed=2)
+        assert result.statistic <= result.bound == 1.0
+        assert result.details["mode"] == mode
+        assert ln.training == (mode == "train")
+
+
+def test_layer_norm_over_trailing_dims_is_batch_independent(device):
+    x = _randn((4, 3, 5, 6), 3, device, offset=20.0)
+    for ln in _layer_norms((5, 6), device):
+        assert check_batch_independent(ln, x, batch_sizes=(1, 3, 9)).statistic <= 1.0
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm1d, BatchNorm1d])
+def test_batch_norm_fails_in_train_mode_and_passes_in_eval(device, cls):
+    bn = cls(8, device=device)
+    x = _randn((6, 8), 4, device, offset=1.0)
+    with pytest.raises(PropertyViolation, match=r"changes when .* train mode") as exc:
+        check_batch_independent(bn.train(), x, seed=5)
+    text = _assert_message(exc, 5)
+    assert "check_batch_independent(module, x, seed=5" in text
+    assert check_batch_independent(bn.eval(), x, seed=5).statistic <= 1.0
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm2d, BatchNorm2d])
+def test_batch_norm_2d_fails_in_train_mode_and_passes_in_eval(device, cls):
+    with seeded_global_rng(0):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), cls(4)).to(device)
+    x = _randn((5, 3, 6, 6), 6, device)
+    with pytest.raises(PropertyViolation, match="changes when"):
+        check_batch_independent(net.train(), x)
+    assert check_batch_independent(net.eval(), x).statistic <= 1.0
+
+
+def test_batch_norm_batch_of_one_in_train_mode_is_a_violation(device):
+    bn = nn.BatchNorm1d(4, device=device).train()
+    x = _randn((3, 4), 7, device)
+    # only single rows differ from the full batch: the module raises there
+    with pytest.raises(
+        PropertyViolation, match="raised ValueError when the batch is cut to its first 1 rows"
+    ):
+        check_batch_independent(_OnlySingles(bn), x)
+
+
+class _OnlySingles(nn.Module):
+    """Wraps a module so that batches of more than one row are the identity (isolates the batch-1 path)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return x.clone() if x.shape[0] > 1 else self.inner(x)
+
+
+def test_batch_axis_layer_norm_fails(device):
+    x = _randn((5, 8), 8, device)
+    with pytest.raises(PropertyViolation, match="output row"):
+        check_batch_independent(BatchAxisLayerNorm(), x)
+
+
+def test_batch_independence_restores_batch_norm_state(device):
+    bn = BatchNorm1d(8, device=device)
+    net = nn.Sequential(nn.Identity(), bn).train()
+    net[0].eval()
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    with pytest.raises(PropertyViolation):
+        check_batch_independent(net, _randn((6, 8), 9, device, offset=3.0))
+    for key, value in bn.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert net.training and bn.training and not net[0].training
+
+
+def test_dropout_in_train_mode_fails_without_leaking_the_global_rng(device):
+    # the autouse fixture fails this test if the check touched the global RNG
+    net = nn.Sequential(nn.LayerNorm(8, device=device), nn.Dropout(0.5)).train()
+    x = _randn((4, 8), 10, device)
+    with pytest.raises(PropertyViolation):
+        check_batch_independent(net, x)
+    assert check_batch_independent(net.eval(), x).statistic <= 1.0
+
+
+def test_drop_connect_is_batch_independent_in_eval_only(device):
+    g = make_generator(0, device)
+    net = nn.Sequential(
+        DropConnectLinear(8, 6, generator=g, device=device), LayerNorm(6, device=device)
+    )
+    x = _randn((5, 8), 22, device)
+    assert check_batch_independent(net.eval(), x).statistic <= 1.0
+    state = g.get_state()
+    with pytest.raises(PropertyViolation, match="train mode"):
+        check_batch_independent(net.train(), x)
+    assert torch.equal(g.get_state(), state)
+
+
+@_FIXTURE_OK
+@given(
+    n=st.integers(2, 7),
+    d=st.integers(1, 24),
+    offset=st.floats(-1e3, 1e3),
+    log_scale=st.floats(-3, 3),
+    seed=st.integers(0, 2**32),
+)
+@example(n=2, d=1, offset=0.0, log_scale=0.0, seed=0)
+def test_layer_norm_batch_independent_for_any_shape_and_offset(
+    device, n, d, offset, log_scale, seed
+):
+    x = _randn((n, d), seed, device, offset=offset, scale=10.0**log_scale)
+    for ln in _layer_norms(d, device):
+        assert check_batch_independent(ln, x, seed=seed).statistic <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"x": [1.0, 2.0]}, TypeError, "x must be a torch.Tensor"),
+        ({"x": torch.ones(4, 3, dtype=torch.long)}, TypeError, "floating-point"),
+        ({"x": torch.ones(4)}, ValueError, "at least 2 dimensions"),
+        ({"x": torch.ones(1, 4)}, ValueError, "at least 2 rows"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"batch_sizes": ()}, ValueError, "at least one batch size"),
+        ({"batch_sizes": (2, 0)}, ValueError, r"batch_sizes\[1\] must be an int >= 1"),
+        ({"batch_sizes": "3"}, TypeError, "batch_sizes must be a sequence"),
+        ({"module": lambda x: x}, TypeError, "module must be Module"),
+    ],
+)
+def test_batch_independent_validates_arguments(kwargs, exc, pattern):
+    args = {"module": nn.LayerNorm(3), "x": torch.ones(4, 3)} | kwargs
+    module, x = args.pop("module"), args.pop("x")
+    with pytest.raises(exc, match=pattern):
+        check_batch_independent(module, x, **args)
+
+
+class _Sum(nn.Module):
+    def forward(self, x):
+        return x.sum()
+
+
+class _Pair(nn.Module):
+    def forward(self, x):
+        return x, x
+
+
+def test_batch_independent_needs_a_batch_first_tensor_output():
+    with pytest.raises(ValueError, match="keep the batch axis"):
+        check_batch_independent(_Sum(), torch.ones(4, 3))
+    with pytest.raises(TypeError, match=r"must return a torch\.Tensor, got tuple"):
+        check_batch_independent(_Pair(), torch.ones(4, 3))
+
+
+# --------------------------------------------------------------------------- normalized statistics
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layer_norm_output_is_normalized(device, dtype):
+    x = _randn((5, 8), 11, device, dtype, offset=2.0)
+    modules = [*_layer_norms(8, device, dtype), nn.LayerNorm(8, elementwise_affine=False)]
+    for ln in modules:
+        result = check_normalized(ln.to(device), x)
+        assert result.statistic <= 1.0
+        assert result.details["normalized_dims"] == (1,)
+        assert result.details["eps"] == 1e-5
+
+
+def test_target_variance_is_not_one_for_small_inputs(device):
+    """var(y) = σ²/(σ² + ε): at σ² ≈ 1e-4 the output variance is ≈ 0.91, and that passes."""
+    x = _randn((4, 16), 12, device, scale=1e-2)
+    ln = nn.LayerNorm(16, device=device)
+    assert check_normalized(ln, x).statistic <= 1.0
+    assert ln(x).double().var(-1, correction=0).max() < 0.95
+    with pytest.raises(PropertyViolation, match="biased variance"):
+        check_normalized(EpslessLayerNorm(), x)
+
+
+def test_layer_norm_over_two_trailing_dims(device):
+    x = _randn((3, 2, 4, 5), 13, device, offset=-5.0)
+    for ln in _layer_norms((4, 5), device):
+        result = check_normalized(ln, x)
+        assert result.details["normalized_dims"] == (2, 3)
+        assert result.details["n"] == 20
+        assert result.statistic <= 1.0
+    with pytest.raises(PropertyViolation):
+        # the module normalizes (4, 5) slices, not the last dim alone
+        check_normalized(nn.LayerNorm((4, 5), device=device), x, normalized_dims=-1)
+
+
+def test_unbiased_variance_layer_norm_fails_with_small_dims(device):
+    x = _randn((6, 8), 14, device)
+    with pytest.raises(PropertyViolation, match="biased variance") as exc:
+        check_normalized(UnbiasedLayerNorm(), x)
+    _assert_message(exc, None)
+    # measured: the score of the real bug agrees with the power the correct layer reports
+    power = check_normalized(nn.LayerNorm(8, device=device), x).details["unbiased_score"]
+    assert power > 100.0
+
+
+def test_normalizing_over_the_batch_axis_fails(device):
+    x = _randn((6, 8), 15, device, offset=1.0)
+    with pytest.raises(PropertyViolation, match="mean"):
+        check_normalized(BatchAxisLayerNorm(), x)
+    with pytest.raises(PropertyViolation):
+        check_normalized(nn.BatchNorm1d(8, device=device).train(), x)
+
+
+@_FIXTURE_OK
+@given(
+    n=st.integers(1, 5),
+    d=st.integers(2, 32),
+    offset=st.floats(-1e3, 1e3),
+    log_scale=st.floats(-2, 2),
+    seed=st.integers(0, 2**32),
+)
+@example(n=1, d=2, offset=1e3, log_scale=-2.0, seed=0)
+def test_layer_norm_normalized_for_any_shape_and_offset(device, n, d, offset, log_scale, seed):
+    x = _randn((n, d), seed, device, offset=offset, scale=10.0**log_scale)
+    for ln in _layer_norms(d, device):
+        assert check_normalized(ln, x).statistic <= 1.0
+
+
+@_FIXTURE_OK
+@given(
+    n=st.integers(2, 5),
+    d=st.integers(4, 16),
+    offset=st.floats(-300, 300),
+    seed=st.integers(0, 2**32),
+)
+def test_unbiased_layer_norm_fails_for_any_small_shape(device, n, d, offset, seed):
+    x = _randn((n, d), seed, device, offset=offset)
+    with pytest.raises(PropertyViolation):
+        check_normalized(UnbiasedLayerNorm(), x)
+
+
+def test_normalized_restores_state_and_mode(device):
+    bn = nn.BatchNorm1d(8, device=device).train()
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    with pytest.raises(PropertyViolation):
+        check_normalized(bn, _randn((6, 8), 16, device, offset=2.0))
+    assert bn.training
+    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
+
+
+def test_normalized_validates_arguments():
+    x = torch.ones(4, 3)
+    ln = nn.LayerNorm(3)
+    with pytest.raises(ValueError, match="pass eps="):
+        check_normalized(nn.Identity(), x)
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+        check_normalized(ln, x, eps=-1.0)
+    with pytest.raises(ValueError, match="normalized_dims must name non-batch dims"):
+        check_normalized(ln, x, normalized_dims=0)
+    with pytest.raises(ValueError, match="normalized_dims must name non-batch dims"):
+        check_normalized(ln, x, normalized_dims=(2,))
+    with pytest.raises(ValueError, match="distinct"):
+        check_normalized(ln, x, normalized_dims=(1, -1))
+    with pytest.raises(TypeError, match="normalized_dims must be an int"):
+        check_normalized(ln, x, normalized_dims="1")
+    with pytest.raises(TypeError, match=r"normalized_dims\[0\] must be an int"):
+        check_normalized(ln, x, normalized_dims=(1.0,))
+    with torch.no_grad():
+        ln.weight.fill_(2.0)
+    with pytest.raises(ValueError, match=r"unit affine.*module\.weight"):
+        check_normalized(ln, x)
+    with pytest.raises(ValueError, match="output of the input's shape"):
+        check_normalized(_Sum(), x, eps=0.0)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        check_normalized(nn.LayerNorm(3), torch.ones(3))
+
+
+# --------------------------------------------------------------------------- shift invariance
+def test_layer_norm_is_shift_invariant_and_odd(device):
+    x = _randn((5, 12), 17, device, offset=3.0)
+    for ln in [*_layer_norms(12, device), nn.LayerNorm(12, elementwise_affine=False)]:
+        result = check_shift_invariant(ln.to(device), x, seed=4)
+        properties = result.details["properties"]
+        assert set(properties) == {"shift invariance f(x + c) = f(x)", "negation f(-x) = -f(x)"}
+        assert all(v <= 1.0 for v in properties.values())
+        assert result.details["max_abs_c"] > 0
+
+
+def test_negation_is_checked_only_for_bias_free_modules(device):
+    ln = nn.LayerNorm(6, device=device)
+    with torch.no_grad():
+        ln.bias.fill_(0.5)
+    x = _randn((4, 6), 18, device)
+    result = check_shift_invariant(ln, x)
+    assert result.details["properties"]["negation f(-x) = -f(x)"] == "not checked"
+    with pytest.raises(PropertyViolation, match=r"negation f\(-x\) = -f\(x\) fails"):
+        check_shift_invariant(ln, x, negation=True)
+
+
+def test_uncentred_norm_is_not_shift_invariant(device):
+    x = _randn((4, 8), 19, device)
+    with pytest.raises(
+        PropertyViolation, match=r"shift invariance f\(x \+ c\) = f\(x\) fails"
+    ) as exc:
+        check_shift_invariant(UncenteredNorm(), x, seed=7)
+    _assert_message(exc, 7)
+
+
+def test_batch_norm_in_eval_is_not_shift_invariant(device):
+    with pytest.raises(PropertyViolation, match="shift invariance"):
+        check_shift_invariant(nn.BatchNorm1d(8, device=device).eval(), _randn((4, 8), 20, device))
+
+
+@_FIXTURE_OK
+@given(
+    shape=st.sampled_from([(3, 8), (2, 1), (4, 3, 5), (2, 33)]),
+    offset=st.floats(-1e3, 1e3),
+    log_scale=st.floats(-2, 2),
+    seed=st.integers(0, 2**32),
+)
+def test_layer_norm_shift_invariant_for_any_offset(device, shape, offset, log_scale, seed):
+    x = _randn(shape, seed, device, offset=offset, scale=10.0**log_scale)
+    for ln in _layer_norms(shape[-1], device):
+        assert check_shift_invariant(ln, x, seed=seed).statistic <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_layer_norm_passes_with_its_tolerance(device, dtype):
+    x = _randn((4, 32), 21, device, dtype, offset=1.0)
+    for ln in _layer_norms(32, device, dtype):
+        assert check_batch_independent(ln, x).statistic <= 1.0
+        assert check_normalized(ln, x).statistic <= 1.0
+        assert check_shift_invariant(ln, x).statistic <= 1.0
+    assert tolerance(dtype).rtol > tolerance(torch.float32).rtol
+
+
+def test_shift_invariant_validates_arguments():
+    with pytest.raises(TypeError, match="negation must be a bool or None"):
+        check_shift_invariant(nn.LayerNorm(3), torch.ones(2, 3), negation=1)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        check_shift_invariant(nn.LayerNorm(3), torch.ones(2, 3), seed=-2)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor"):
+        check_shift_invariant(nn.LayerNorm(3), math.pi)
