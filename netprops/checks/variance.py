@@ -1,0 +1,1169 @@
+"""Variance propagation at initialization: weight draws, one-step and depth tests, profiles.
+
+Four public entry points (METHODS.md §1):
+
+* :func:`check_init_distribution` — draws one weight tensor and tests its law
+  exactly: ``Σw²/σ² ~ χ²_N`` for normal weights; ``max|w|`` against the bound
+  ``b = σ√3`` (both sides, exactly), ``Σw²`` against its mean and variance, and a
+  Kolmogorov–Smirnov test for uniform weights.
+* :func:`check_variance_preserved` — builds independent stacks of square layers
+  with a user initializer and tests that every layer's weights have the
+  variance-preserving scale (the exact one-step χ² test T2) and, for positively
+  homogeneous activations, that the signal neither explodes nor vanishes with
+  depth (test T3).
+* :func:`variance_profile` — per-layer second moments of pre-activations,
+  activations and gradients of ANY ``nn.Module`` on a batch.
+* :func:`check_model_variance` — a band check on that profile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from ..devices import resolve_device
+from ..errors import (
+    check_choice,
+    check_int,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    check_type,
+)
+from ..init import calculate_gain
+from ..seeding import make_generator, seeded_global_rng
+from .results import CheckResult, violation
+from .stats import DEFAULT_ALPHA, chi2_interval, z_two_sided
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "VARIANCE_NONLINEARITIES",
+    "LayerVariance",
+    "VarianceProfile",
+    "check_init_distribution",
+    "check_model_variance",
+    "check_variance_preserved",
+    "variance_profile",
+]
+
+DISTRIBUTIONS: tuple[str, ...] = ("normal", "uniform")
+"""Weight laws :func:`check_init_distribution` tests."""
+
+VARIANCE_NONLINEARITIES: tuple[str, ...] = ("linear", "relu", "leaky_relu", "tanh", "sigmoid")
+"""Activations :func:`check_variance_preserved` builds its stacks with."""
+
+# Positively homogeneous activations f(a·z) = a·f(z), a > 0: the depth test T3 is exact
+# for them, and the signal can be renormalized every layer without changing any statistic.
+_HOMOGENEOUS = ("linear", "relu", "leaky_relu")
+
+# Kurtosis E[w⁴]/E[w²]² of zero-mean laws, and the asymptotic variance × N of its
+# sample estimate (delta method: 24 for the normal law, 1.317 for the uniform).
+_KURTOSIS = {"normal": 3.0, "uniform": 1.8}
+_KURTOSIS_VAR = {"normal": 24.0, "uniform": 1.3175}
+_KURTOSIS_THRESHOLD = 2.4
+_UNIFORM_W2_REL_VAR = 0.8  # Var[w²] / E[w²]² for U(-b, b): (4b⁴/45) / (b²/3)²
+
+_GAUSS_HERMITE_POINTS = 101
+
+
+# --------------------------------------------------------------------------- small helpers
+def _check_alpha(alpha: Any) -> float:
+    alpha = check_probability("alpha", alpha)
+    if alpha == 0:
+        raise ValueError("alpha must be a probability in (0, 1), got 0.0")
+    return alpha
+
+
+def _check_callable(name: str, value: Any) -> Callable[..., Any]:
+    if not callable(value):
+        raise TypeError(
+            f"{name} must be callable as {name}(weight, generator=g), got {value!r} "
+            f"({type(value).__name__})"
+        )
+    return value
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    check_type("shape", shape, (tuple, list, torch.Size))
+    dims = tuple(check_positive_int(f"shape[{i}]", d) for i, d in enumerate(shape))
+    if len(dims) < 2:
+        raise ValueError(
+            f"shape must have at least 2 dimensions (out, in, *kernel) so that fans are "
+            f"defined, got {tuple(shape)!r}"
+        )
+    return dims
+
+
+def _check_float_dtype(dtype: Any) -> torch.dtype:
+    check_type("dtype", dtype, torch.dtype)
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    return dtype
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    """A name for ``fn`` in a reproduction line: ``module.qualname``, or ``init_fn``."""
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if not isinstance(qualname, str) or "<" in qualname:
+        return "init_fn"
+    return f"{module}.{qualname}" if module and module != "__main__" else qualname
+
+
+def _call(name: str, *args: str, **kwargs: Any) -> str:
+    parts = list(args) + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"netprops.checks.{name}({', '.join(parts)})"
+
+
+def _draw(
+    init_fn: Callable[..., Any],
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """A NaN-filled tensor handed to ``init_fn``: anything it does not fill stays non-finite."""
+    weight = torch.full(shape, math.nan, dtype=dtype, device=device)
+    with torch.no_grad():
+        init_fn(weight, generator=generator)
+    return weight
+
+
+# --------------------------------------------------------------------------- check_init_distribution
+def _min_elements_for_detection(alpha: float) -> int:
+    """Draws needed so the kurtosis rule misclassifies either law with probability <= alpha."""
+    z = float(stats.norm.isf(alpha))
+    return max(
+        math.ceil(_KURTOSIS_VAR[law] * (z / abs(_KURTOSIS[law] - _KURTOSIS_THRESHOLD)) ** 2)
+        for law in DISTRIBUTIONS
+    )
+
+
+def check_init_distribution(
+    init_fn: Callable[..., Any],
+    shape: Sequence[int],
+    *,
+    expected_std: float,
+    distribution: str | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    alpha: float = DEFAULT_ALPHA,
+) -> CheckResult:
+    """Check that ``init_fn`` draws i.i.d. ``N(0, σ²)`` or ``U(-σ√3, σ√3)`` weights, σ = ``expected_std``.
+
+    One tensor of ``shape`` (NaN-filled, so an initializer that does not fill it
+    in place fails) is drawn with ``init_fn(w, generator=make_generator(seed, device))``
+    and tested in float64:
+
+    * **law** — unless ``distribution`` forces it, the law is recognized from the
+      sample kurtosis ``k = mean(w⁴)/mean(w²)²`` (3 for the normal law, 1.8 for
+      the uniform): normal if ``k > 2.4``. The sample kurtosis is asymptotically
+      normal with variance 24/N (normal) and 1.32/N (uniform), so the rule errs
+      with probability <= alpha/4 once N is large enough (N >= 2,588 at
+      alpha = 1e-9); smaller shapes need ``distribution=``. The rule never looks
+      at σ, so a wrong scale is reported as a wrong scale, not as a wrong law.
+    * **normal** — ``Σw²/σ² ~ χ²_N`` exactly (two-sided), and a Kolmogorov–Smirnov
+      test against ``N(0, σ²)``.
+    * **uniform** — with ``b = σ√3``: ``max|w| <= b`` (up to 4 ulp of ``dtype``);
+      ``max|w| >= b·t`` where ``P(max|w| < b·t) = t^N`` exactly, so a bound even
+      0.1% too small fails at N ≈ 30,000; ``Σw²`` against its mean ``N·b²/3`` and
+      variance ``N·4b⁴/45`` (normal approximation, N large); and a KS test
+      against ``U(-b, b)``.
+
+    The statistical tests share ``alpha`` equally (after the alpha/4 of the law
+    detection), so a correct initializer fails with probability <= alpha. On a
+    non-square shape a fan_in/fan_out swap, a wrong gain or a wrong uniform bound
+    changes σ by a large factor and fails.
+
+    Parameters
+    ----------
+    init_fn : callable
+        ``init_fn(weight, generator=g)`` fills ``weight`` in place, e.g.
+        ``netprops.init.he_normal_`` or ``torch.nn.init.xavier_uniform_``.
+    shape : sequence of int
+        At least 2 dimensions, each >= 1 (``(out, in, *kernel)``).
+    expected_std : float
+        The standard deviation the initializer should have for this shape, > 0.
+    distribution : {"normal", "uniform"}, optional
+        Skip the detection and test this law.
+    seed : int
+        Seed of the draw (>= 0).
+    device : str or torch.device
+        Where the tensor and the generator live.
+    dtype : torch.dtype
+        Floating dtype of the drawn tensor (statistics are float64 regardless).
+    alpha : float
+        False-failure probability for a correct initializer, in (0, 1).
+
+    Returns
+    -------
+    CheckResult
+        ``statistic`` = ``mean(w²)/σ²`` with its acceptance interval; ``details``
+        has the law, kurtosis, max|w|, the KS statistic and its bound.
+
+    Raises
+    ------
+    TypeError
+        non-callable ``init_fn``, non-int dims or seed, non-float dtype.
+    ValueError
+        a shape with < 2 dims or a zero dim, ``expected_std <= 0``, unknown
+        ``distribution``, alpha outside (0, 1), or a shape too small to detect
+        the law without ``distribution=``.
+    PropertyViolation
+        when the draw is not finite or a test rejects.
+
+    Examples
+    --------
+    >>> from netprops.init import he_normal_
+    >>> result = check_init_distribution(he_normal_, (64, 128), expected_std=(2 / 128) ** 0.5)
+    >>> result.details["distribution"]
+    'normal'
+    """
+    __tracebackhide__ = True
+    _check_callable("init_fn", init_fn)
+    shape = _check_shape(shape)
+    sigma = check_positive_float("expected_std", expected_std)
+    if distribution is not None:
+        check_choice("distribution", distribution, DISTRIBUTIONS)
+    seed = check_int("seed", seed, min_value=0)
+    dev = resolve_device(device)
+    dtype = _check_float_dtype(dtype)
+    alpha = _check_alpha(alpha)
+
+    n = math.prod(shape)
+    alpha_law = 0.0 if distribution is not None else alpha / 4
+    if distribution is None and n < _min_elements_for_detection(alpha_law):
+        raise ValueError(
+            f"shape {shape} has {n} elements, too few to tell normal from uniform weights at "
+            f"alpha={alpha:g} (needs >= {_min_elements_for_detection(alpha_law)}); pass "
+            "distribution='normal' or distribution='uniform'"
+        )
+
+    reproduce = _call(
+        "check_init_distribution",
+        _fn_name(init_fn),
+        repr(shape),
+        expected_std=sigma,
+        **({"distribution": distribution} if distribution is not None else {}),
+        seed=seed,
+        device=str(dev),
+        **({"dtype": dtype} if dtype != torch.float32 else {}),
+        **({"alpha": alpha} if alpha != DEFAULT_ALPHA else {}),
+    )
+    name = "check_init_distribution"
+    report = {"seed": seed, "reproduce": reproduce, "alpha": alpha}
+
+    w = _draw(init_fn, shape, make_generator(seed, dev), dev, dtype).detach()
+    w = w.to(torch.float64).flatten().cpu().numpy()
+    n_bad = int(np.count_nonzero(~np.isfinite(w)))
+    if n_bad:
+        violation(
+            name,
+            f"{n_bad} of {n} drawn weights are not finite (does init_fn fill the tensor in place?)",
+            statistic=float(n_bad),
+            bound=0.0,
+            **report,
+        )
+    m2 = float(np.mean(w**2))
+    if m2 == 0.0:
+        violation(
+            name,
+            f"every drawn weight is 0, expected std {sigma:.6g}",
+            statistic=0.0,
+            bound=None,
+            **report,
+        )
+    kurtosis = float(np.mean(w**4)) / m2**2
+    law = distribution or ("normal" if kurtosis > _KURTOSIS_THRESHOLD else "uniform")
+    ratio = m2 / sigma**2
+    details: dict[str, Any] = {
+        "distribution": law,
+        "law_from": "argument" if distribution else "kurtosis (> 2.4 means normal)",
+        "n": n,
+        "kurtosis": round(kurtosis, 4),
+        "max_abs": float(np.max(np.abs(w))),
+    }
+    alpha_tests = alpha - alpha_law
+
+    if law == "normal":
+        a = alpha_tests / 2
+        lo, hi = chi2_interval(n, a)
+        ms_bound = (lo / n, hi / n)
+        if not lo <= ratio * n <= hi:
+            violation(
+                name,
+                f"mean(w²)/σ² = {ratio:.6g}: the weights' variance is {ratio:.4g}× the expected "
+                f"σ² = {sigma**2:.6g} (Σw²/σ² ~ χ²_{n} for N(0, σ²) weights)",
+                statistic=ratio,
+                bound=ms_bound,
+                details=details,
+                **report,
+            )
+        cdf = stats.norm(0.0, sigma).cdf
+    else:
+        b = math.sqrt(3.0) * sigma
+        a = alpha_tests / 3
+        details["bound_b"] = b
+        max_ratio = details["max_abs"] / b
+        slack = 4 * torch.finfo(dtype).eps
+        t_lo = a ** (1.0 / n)
+        if max_ratio > 1 + slack:
+            violation(
+                name,
+                f"max|w| = {details['max_abs']:.6g} exceeds the uniform bound b = σ√3 = {b:.6g}",
+                statistic=details["max_abs"],
+                bound=b,
+                details=details,
+                **report,
+            )
+        z = z_two_sided(a)
+        half = z * math.sqrt(_UNIFORM_W2_REL_VAR / n)
+        ms_bound = (1 - half, 1 + half)
+        if not ms_bound[0] <= ratio <= ms_bound[1]:
+            violation(
+                name,
+                f"mean(w²)/σ² = {ratio:.6g} for U(-b, b) weights, b = {b:.6g} "
+                f"(E w² = b²/3, Var w² = 4b⁴/45)",
+                statistic=ratio,
+                bound=ms_bound,
+                details=details,
+                **report,
+            )
+        if max_ratio < t_lo:
+            violation(
+                name,
+                f"max|w|/b = {max_ratio:.6g} is too small: the draws stop short of the bound "
+                f"b = {b:.6g} (P(max|w|/b < t) = t^N)",
+                statistic=max_ratio,
+                bound=(t_lo, 1.0),
+                details=details,
+                **report,
+            )
+        cdf = stats.uniform(-b, 2 * b).cdf
+
+    ks = stats.kstest(w, cdf)
+    ks_bound = float(stats.kstwo.isf(a, n))
+    details["ks_statistic"] = float(ks.statistic)
+    details["ks_bound"] = ks_bound
+    if ks.statistic > ks_bound:
+        violation(
+            name,
+            f"Kolmogorov–Smirnov distance D = {ks.statistic:.4g} from the {law} law with "
+            f"std {sigma:.6g} (p = {ks.pvalue:.3g})",
+            statistic=float(ks.statistic),
+            bound=ks_bound,
+            details=details,
+            **report,
+        )
+    return CheckResult(
+        check=name,
+        statistic=ratio,
+        bound=ms_bound,
+        seed=seed,
+        alpha=alpha,
+        details=details,
+        reproduce=reproduce,
+    )
+
+
+# --------------------------------------------------------------------------- check_variance_preserved
+def _log_ratio_moments(
+    nonlinearity: str, negative_slope: float, width: int
+) -> tuple[float, float, float]:
+    """``c = E f(Z)²`` and the mean and variance of ``log(‖f(z)‖²/(width·c))``, z ~ N(0, I_width).
+
+    For f linear, ReLU or leaky ReLU (positively homogeneous).
+    With ``Y = f(Z)²`` (mean c, central moments v, μ3) and ``S̄`` the mean of
+    ``width`` copies, the delta method to second order gives
+    ``E log(S̄/c) = −v/(2nc²) + μ3/(3n²c³) − 3v²/(4n²c⁴)`` and
+    ``Var log(S̄/c) = v/(nc²) − μ3/(n²c³) + 5v²/(2n²c⁴)``. For f linear these are
+    the expansions of the exact ``ψ(n/2) + log(2/n)`` and ``ψ'(n/2)``; ReLU gives
+    ``−5/(2n) − 4.08/n²`` and ``5/n + 18.5/n²`` (METHODS.md §1 keeps the 1/n terms).
+    """
+    a = {"linear": 1.0, "relu": 0.0, "leaky_relu": negative_slope}[nonlinearity]
+    # E[f(Z)^(2k)] = (1 + a^(2k))/2 · (2k − 1)!!
+    m1, m2, m3 = ((1 + a ** (2 * k)) / 2 * d for k, d in ((1, 1), (2, 3), (3, 15)))
+    c, v, mu3, n = m1, m2 - m1**2, m3 - 3 * m2 * m1 + 2 * m1**3, width
+    mean = -v / (2 * n * c**2) + mu3 / (3 * n**2 * c**3) - 3 * v**2 / (4 * n**2 * c**4)
+    var = v / (n * c**2) - mu3 / (n**2 * c**3) + 5 * v**2 / (2 * n**2 * c**4)
+    return c, mean, var
+
+
+def _activation(nonlinearity: str, negative_slope: float) -> Callable[[Any], Any]:
+    """The activation, valid for both torch tensors and numpy arrays."""
+    if nonlinearity == "linear":
+        return lambda z: z
+    if nonlinearity == "relu":
+        return lambda z: z * (z > 0)
+    if nonlinearity == "leaky_relu":
+        return lambda z: z * ((z > 0) + negative_slope * (z <= 0))
+    if nonlinearity == "tanh":
+        return lambda z: z.tanh() if isinstance(z, torch.Tensor) else np.tanh(z)
+    return lambda z: z.sigmoid() if isinstance(z, torch.Tensor) else 1 / (1 + np.exp(-z))
+
+
+def _mean_field(f: Callable[[Any], Any], gain: float, depth: int) -> list[float]:
+    """Infinite-width E[z_l²], l = 1..depth, for ``‖x‖² = n`` and weight variance gain²/n.
+
+    ``q_1 = gain²``, ``q_{l+1} = gain² · E[f(√q_l Z)²]`` (Gauss–Hermite quadrature).
+    """
+    nodes, weights = np.polynomial.hermite_e.hermegauss(_GAUSS_HERMITE_POINTS)
+    weights = weights / weights.sum()
+    q = gain**2
+    out = [q]
+    for _ in range(depth - 1):
+        q = gain**2 * float(np.sum(weights * f(math.sqrt(q) * nodes) ** 2))
+        out.append(q)
+    return out
+
+
+def check_variance_preserved(
+    init_fn: Callable[..., Any],
+    *,
+    nonlinearity: str,
+    negative_slope: float = 0.01,
+    gain: float | None = None,
+    depth: int = 16,
+    width: int = 256,
+    n_networks: int = 16,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    alpha: float = DEFAULT_ALPHA,
+) -> CheckResult:
+    """Check that ``init_fn`` gives square layers the variance-preserving weight scale.
+
+    Builds ``n_networks`` independent plain stacks of ``depth`` square
+    ``width × width`` layers ``z_l = W_l h_{l-1}``, ``h_l = f(z_l)`` (no biases),
+    each weight filled by ``init_fn(W, generator=g)`` (``dtype``), and feeds each
+    network one input ``x`` drawn uniformly on the sphere ``‖x‖² = width``. All
+    propagation is float64; for positively homogeneous ``f`` the signal is
+    renormalized every layer (exactly, through logs), so even ``N(0, 1)``
+    weights at any depth do not overflow.
+
+    The target scale is ``σ*² = gain²/width`` with ``gain`` defaulting to
+    ``netprops.init.calculate_gain(nonlinearity, negative_slope)``:
+
+    ==============  ==========  =================================================
+    nonlinearity    gain        what that scale does
+    ==============  ==========  =================================================
+    linear          1           preserves E[z²] exactly (Glorot & Bengio 2010)
+    relu            √2          preserves E[z²] exactly (He et al. 2015)
+    leaky_relu      √(2/(1+a²)) preserves E[z²] exactly
+    tanh            5/3         keeps E[z²] at a non-zero fixed point (≈ 1.18);
+                                with Glorot's gain 1 (pass ``gain=1``) E[z²]
+                                decays like ~1/(2L) instead (METHODS.md §1)
+    sigmoid         1           torch's convention; nothing is preserved
+    ==============  ==========  =================================================
+
+    Tests (they share ``alpha``):
+
+    * **T2, one step (all activations)** — for every layer and network,
+      ``T = ‖z_l‖² / (σ*² ‖h_{l-1}‖²)``. For Gaussian weights of variance σ*²,
+      ``T ~ χ²_width`` exactly and independently of everything before, so
+      ``ΣT ~ χ²_D``, ``D = width·depth·n_networks``, tested two-sided. For other
+      zero-mean i.i.d. weights ``E[T] = width`` still holds exactly and
+      ``Var T = 2·width + κ·width·Σh⁴/‖h‖⁴`` (κ = excess kurtosis of w): the test
+      is conservative for uniform weights (κ = −1.2) and only approximate for
+      heavy-tailed ones. Square layers have ``fan_in = fan_out``, so fan-mode
+      swaps are invisible here: use :func:`check_init_distribution` on a
+      non-square shape for those.
+    * **T3, depth (linear, relu, leaky_relu only)** — ``Y = log(‖h_L‖²/‖x‖²)``
+      averaged over the networks. Per layer, ``log`` of the norm ratio has mean
+      ``log(gain²c) − v/(2c²n)`` and variance ``v/(c²n)`` (c = E f(Z)²,
+      v = Var f(Z)²; ReLU: −5/(2n) and 5/n, linear: −1/n and 2/n; the check adds
+      the 1/n² terms of the delta method), independently across layers for
+      Gaussian weights. The band is ``mean ± z·sd/√n_networks`` (normal
+      approximation of a sum of depth·n_networks terms). For tanh and sigmoid no depth test is made:
+      the measured profile and its mean-field prediction are reported in
+      ``details`` (``pre_second_moment`` vs ``mean_field``).
+
+    Parameters
+    ----------
+    init_fn : callable
+        ``init_fn(weight, generator=g)`` fills a ``(width, width)`` tensor in place.
+    nonlinearity : str
+        One of ``VARIANCE_NONLINEARITIES``.
+    negative_slope : float
+        Slope of ``leaky_relu`` for x < 0 (ignored otherwise), >= 0.
+    gain : float, optional
+        Override of the target gain (> 0).
+    depth, width, n_networks : int
+        Stack depth L >= 1, layer width n >= 2, number of independent networks K >= 1.
+    seed : int
+        Seed of every draw (inputs and, through the generator, the weights).
+    device : str or torch.device
+        Where weights are drawn and propagated.
+    dtype : torch.dtype
+        Floating dtype of the weight tensors handed to ``init_fn``.
+    alpha : float
+        False-failure probability for a correct Gaussian initializer.
+
+    Returns
+    -------
+    CheckResult
+        ``statistic`` = ``ΣT/D`` with its interval; ``details`` hold the depth
+        statistic and band (homogeneous f), the per-layer mean of ``T/width``,
+        the per-layer geometric mean over networks of ``E[z_l²] = ‖z_l‖²/width``
+        and its mean-field prediction.
+
+    Raises
+    ------
+    TypeError, ValueError
+        for bad arguments (a bad ``nonlinearity`` lists the valid names).
+    PropertyViolation
+        when a test rejects, or the signal becomes 0 or non-finite.
+
+    Examples
+    --------
+    >>> from netprops.init import he_normal_
+    >>> result = check_variance_preserved(he_normal_, nonlinearity="relu", depth=4, n_networks=4)
+    """
+    __tracebackhide__ = True
+    _check_callable("init_fn", init_fn)
+    check_type("nonlinearity", nonlinearity, str)
+    check_choice("nonlinearity", nonlinearity, VARIANCE_NONLINEARITIES)
+    negative_slope = check_positive_float("negative_slope", negative_slope, allow_zero=True)
+    default_gain = calculate_gain(nonlinearity, negative_slope)
+    gain = default_gain if gain is None else check_positive_float("gain", gain)
+    depth = check_positive_int("depth", depth)
+    width = check_int("width", width, min_value=2)
+    n_networks = check_positive_int("n_networks", n_networks)
+    seed = check_int("seed", seed, min_value=0)
+    dev = resolve_device(device)
+    dtype = _check_float_dtype(dtype)
+    alpha = _check_alpha(alpha)
+
+    name = "check_variance_preserved"
+    extra: dict[str, Any] = {}
+    if nonlinearity == "leaky_relu" and negative_slope != 0.01:
+        extra["negative_slope"] = negative_slope
+    if gain != default_gain:
+        extra["gain"] = gain
+    for key, value, default in (("depth", depth, 16), ("width", width, 256)):
+        if value != default:
+            extra[key] = value
+    if n_networks != 16:
+        extra["n_networks"] = n_networks
+    reproduce = _call(
+        name,
+        _fn_name(init_fn),
+        nonlinearity=nonlinearity,
+        **extra,
+        seed=seed,
+        device=str(dev),
+        **({"dtype": dtype} if dtype != torch.float32 else {}),
+        **({"alpha": alpha} if alpha != DEFAULT_ALPHA else {}),
+    )
+    report = {"seed": seed, "reproduce": reproduce, "alpha": alpha}
+
+    homogeneous = nonlinearity in _HOMOGENEOUS
+    f = _activation(nonlinearity, negative_slope)
+    var_star = gain**2 / width
+    generator = make_generator(seed, dev)
+
+    x = torch.randn(n_networks, width, generator=generator, device=dev, dtype=torch.float64)
+    h = x * (math.sqrt(width) / x.norm(dim=1, keepdim=True))
+    log_scale = torch.zeros(n_networks, dtype=torch.float64, device=dev)  # log of true ‖h‖² / ‖h‖²
+    t_stats = torch.empty(depth, n_networks, dtype=torch.float64, device=dev)
+    log_q = torch.empty(depth, n_networks, dtype=torch.float64, device=dev)
+    # One buffer reused for every layer: fresh allocations page-fault and dominate the cost.
+    drawn = torch.empty(n_networks, width, width, dtype=dtype, device=dev)
+    weights = drawn if dtype == torch.float64 else torch.empty_like(drawn, dtype=torch.float64)
+    for layer in range(depth):
+        drawn.fill_(math.nan)  # whatever init_fn does not fill stays non-finite
+        with torch.no_grad():
+            for k in range(n_networks):
+                init_fn(drawn[k], generator=generator)
+        if weights is not drawn:
+            weights.copy_(drawn)
+        z = torch.bmm(weights, h.unsqueeze(-1)).squeeze(-1)
+        if not torch.isfinite(z).all():  # h is finite here, so some weight is not
+            bad = int((~torch.isfinite(drawn)).sum())
+            violation(
+                name,
+                f"init_fn left {bad} non-finite weights in layer {layer + 1} "
+                "(does it fill the tensor in place?)"
+                if bad
+                else f"the weights of layer {layer + 1} are so large that z overflows float64",
+                statistic=float(bad),
+                bound=0.0,
+                **report,
+            )
+        h_sq = (h * h).sum(dim=1)
+        z_sq = (z * z).sum(dim=1)
+        t_stats[layer] = z_sq / (var_star * h_sq)
+        log_q[layer] = z_sq.log() + log_scale - math.log(width)
+        h = f(z)
+        if homogeneous:
+            norm_sq = (h * h).sum(dim=1)
+            log_scale = log_scale + (norm_sq / h_sq).log()
+            h = h / norm_sq.sqrt().unsqueeze(1) * math.sqrt(width)
+        bad_net = ~(torch.isfinite(t_stats[layer]) & torch.isfinite(h).all(dim=1))
+        bad_net |= (h == 0).all(dim=1)
+        if bad_net.any():
+            k = int(bad_net.nonzero()[0])
+            violation(
+                name,
+                f"the signal of network {k} became 0 or non-finite after layer {layer + 1} "
+                f"(‖z‖² = {float(z_sq[k]):.6g}): the weights' scale is degenerate",
+                statistic=float(z_sq[k]),
+                bound=(0.0, math.inf),
+                **report,
+            )
+
+    dof = width * depth * n_networks
+    alpha_one_step = alpha / 2 if homogeneous else alpha
+    lo, hi = chi2_interval(dof, alpha_one_step)
+    t_ratio = float(t_stats.sum()) / dof
+    per_layer = (t_stats.mean(dim=1) / width).tolist()
+    details: dict[str, Any] = {
+        "target_std": math.sqrt(var_star),
+        "dof": dof,
+        "per_layer_variance_factor": [round(v, 4) for v in per_layer],
+        "pre_second_moment": [round(v, 6) for v in log_q.mean(dim=1).exp().tolist()],
+        "mean_field": [round(v, 6) for v in _mean_field(f, gain, depth)],
+    }
+    if not lo <= t_ratio * dof <= hi:
+        violation(
+            name,
+            f"ΣT/D = {t_ratio:.6g}: the weights' variance is about {t_ratio:.4g}× the "
+            f"variance-preserving σ*² = gain²/width = {gain**2:.4g}/{width} for {nonlinearity} "
+            f"(T = ‖z_l‖²/(σ*²‖h_(l-1)‖²) ~ χ²_{width} per layer; "
+            f"per-layer factors {details['per_layer_variance_factor'][:4]}...)",
+            statistic=t_ratio,
+            bound=(lo / dof, hi / dof),
+            details=details,
+            **report,
+        )
+    if homogeneous:
+        c, step_mean, step_var = _log_ratio_moments(nonlinearity, negative_slope, width)
+        mean = depth * (math.log(gain**2 * c) + step_mean)
+        sd = math.sqrt(depth * step_var / n_networks)
+        z = z_two_sided(alpha / 2)
+        band = (mean - z * sd, mean + z * sd)
+        y = float(log_scale.mean())  # ‖x‖² = width, so log_scale = log(‖h_L‖²/‖x‖²)
+        details["depth_log_ratio"] = y
+        details["depth_band"] = band
+        if not band[0] <= y <= band[1]:
+            violation(
+                name,
+                f"after {depth} layers the signal's squared norm changed by a factor "
+                f"exp({y:.4g}) = {math.exp(y):.4g} (mean over {n_networks} networks of "
+                f"log(‖h_L‖²/‖x‖²)); expected exp({mean:.4g}) within the band",
+                statistic=y,
+                bound=band,
+                details=details,
+                **report,
+            )
+    return CheckResult(
+        check=name,
+        statistic=t_ratio,
+        bound=(lo / dof, hi / dof),
+        seed=seed,
+        alpha=alpha,
+        details=details,
+        reproduce=reproduce,
+    )
+
+
+# --------------------------------------------------------------------------- variance_profile
+_ACTIVATION_MODULES = ("torch.nn.modules.activation", "netprops.layers.activations")
+
+
+def _is_weight_layer(module: nn.Module) -> bool:
+    """A module whose ``weight`` is a materialized tensor with >= 2 dims (Linear, ConvNd, ...)."""
+    weight = getattr(module, "weight", None)
+    return (
+        isinstance(weight, torch.Tensor)
+        and not isinstance(weight, nn.parameter.UninitializedParameter)
+        and weight.dim() >= 2
+    )
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return type(module).__module__ in _ACTIVATION_MODULES and not any(
+        True for _ in module.parameters(recurse=False)
+    )
+
+
+def _second_moment(t: torch.Tensor) -> float:
+    return float(t.detach().to(torch.float64).square().mean()) if t.numel() else math.nan
+
+
+def _variance(t: torch.Tensor) -> float:
+    return float(t.detach().to(torch.float64).var(unbiased=False)) if t.numel() else math.nan
+
+
+@dataclass(frozen=True)
+class LayerVariance:
+    """Statistics of one call of one weight layer (float64, over all elements of the batch).
+
+    Attributes
+    ----------
+    name : the module's name in ``model.named_modules()`` (``"#k"`` appended for its k-th call).
+    kind : the module's class name.
+    shape : shape of the layer's output ``z``.
+    pre_second_moment : ``E[z²]``, the pre-activation second moment.
+    act_variance : ``Var[a]`` of the activations that follow (NaN if none is identifiable).
+    grad_second_moment : ``E[(∂loss/∂z)²]`` (NaN if no gradient reached ``z``).
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    pre_second_moment: float
+    act_variance: float
+    grad_second_moment: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready values (NaN becomes None)."""
+
+        def clean(v: float) -> float | None:
+            return None if math.isnan(v) else v
+
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "pre_second_moment": clean(self.pre_second_moment),
+            "act_variance": clean(self.act_variance),
+            "grad_second_moment": clean(self.grad_second_moment),
+        }
+
+
+@dataclass(frozen=True)
+class VarianceProfile:
+    """Per-layer second moments of a model on one batch, in forward order.
+
+    Attributes
+    ----------
+    layers : one :class:`LayerVariance` per call of a weight layer.
+    loss : the loss whose gradients were measured.
+    seed : the seed of the random targets (and of any dropout in the forward pass).
+    """
+
+    layers: tuple[LayerVariance, ...]
+    loss: str
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[LayerVariance]:
+        return iter(self.layers)
+
+    def __str__(self) -> str:
+        def num(v: float) -> str:
+            return "—" if math.isnan(v) else f"{v:.4g}"
+
+        header = ("#", "layer", "type", "output shape", "E[z²]", "Var[act]", "E[g²]")
+        rows = [
+            (
+                str(i),
+                r.name or "<root>",
+                r.kind,
+                "×".join(map(str, r.shape)),
+                num(r.pre_second_moment),
+                num(r.act_variance),
+                num(r.grad_second_moment),
+            )
+            for i, r in enumerate(self.layers)
+        ]
+        widths = [max(len(row[j]) for row in [header, *rows]) for j in range(len(header))]
+        lines = [f"VarianceProfile: {len(self.layers)} layers; loss: {self.loss}; seed {self.seed}"]
+        for row in [header, *rows]:
+            cells = [
+                cell.ljust(w) if j < 4 else cell.rjust(w)
+                for j, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"loss", "seed", "layers": [...]}`` with JSON-ready values."""
+        return {"loss": self.loss, "seed": self.seed, "layers": [r.to_dict() for r in self]}
+
+
+class _Recorder:
+    """Forward hooks on weight layers and activations; tensor hooks on layer outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.calls: dict[str, int] = {}
+        self.pending: tuple[int, torch.Tensor] | None = None
+        self.handles: list[Any] = []
+        for name, module in model.named_modules():
+            if hasattr(module, "weight"):
+                self.handles.append(module.register_forward_pre_hook(self._layer_input))
+                self.handles.append(module.register_forward_hook(self._layer_hook(name)))
+            elif _is_activation(module):
+                self.handles.append(module.register_forward_hook(self._activation_hook))
+
+    def finish(self, output: Any) -> None:
+        """After the forward pass: the output layer's activations are the model's outputs."""
+        if self.pending is not None and output is self.pending[1]:
+            self._close_pending(output)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _close_pending(self, tensor: Any) -> None:
+        if self.pending is not None and isinstance(tensor, torch.Tensor):
+            self.rows[self.pending[0]]["act"] = _variance(tensor)
+        self.pending = None
+
+    def _layer_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if _is_weight_layer(module) and self.pending is not None:
+            self._close_pending(args[0] if args else None)
+
+    def _layer_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not (_is_weight_layer(module) and isinstance(output, torch.Tensor)):
+                return
+            count = self.calls.get(name, 0) + 1
+            self.calls[name] = count
+            index = len(self.rows)
+            self.rows.append(
+                {
+                    "name": name if count == 1 else f"{name}#{count}",
+                    "kind": type(module).__name__,
+                    "shape": tuple(output.shape),
+                    "pre": _second_moment(output),
+                    "act": math.nan,
+                    "grad": math.nan,
+                }
+            )
+            if output.requires_grad:
+                output.register_hook(self._grad_hook(index))
+            self.pending = (index, output)
+
+        return hook
+
+    def _activation_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self.pending is not None and args and args[0] is self.pending[1]:
+            self._close_pending(output)
+
+    def _grad_hook(self, index: int) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            self.rows[index]["grad"] = _second_moment(grad)
+
+        return hook
+
+
+def _probe_loss(output: Any, target: torch.Tensor | None, seed: int) -> tuple[torch.Tensor, str]:
+    """The loss whose gradients the profile and the symmetry check measure (computed in float64)."""
+    if not (isinstance(output, torch.Tensor) and output.is_floating_point()):
+        raise TypeError(
+            "the model's output must be a floating-point torch.Tensor, got "
+            f"{type(output).__name__}; wrap the model so that it returns one tensor"
+        )
+    out = output.to(torch.float64)
+    if target is None:
+        generator = make_generator(seed, output.device)
+        if output.dim() == 2:
+            classes = output.shape[1]
+            y = torch.randint(
+                0, classes, (output.shape[0],), generator=generator, device=output.device
+            )
+            return (
+                F.cross_entropy(out, y, reduction="sum"),
+                f"cross-entropy (sum) on random targets in [0, {classes})",
+            )
+        noise = torch.randn(
+            out.shape, generator=generator, device=output.device, dtype=torch.float64
+        )
+        return (out * noise).sum(), "sum(output · N(0, 1) noise)"
+    check_type("target", target, torch.Tensor)
+    target = target.to(output.device)
+    if target.is_floating_point():
+        if target.shape != output.shape:
+            raise ValueError(
+                f"a floating-point target must have the output's shape {tuple(output.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        return 0.5 * (out - target.to(torch.float64)).square().sum(), "½·Σ(output − target)²"
+    if output.dim() < 2 or target.shape != output.shape[:1] + output.shape[2:]:
+        raise ValueError(
+            f"an integer (class index) target must have shape (N, *) = "
+            f"{tuple(output.shape[:1] + output.shape[2:])} for output {tuple(output.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    return F.cross_entropy(out, target.long(), reduction="sum"), "cross-entropy (sum) on target"
+
+
+@contextmanager
+def _model_untouched(model: nn.Module) -> Iterator[None]:
+    """Restore the model's buffers (e.g. BatchNorm running statistics) after the block."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def _check_model_and_input(model: Any, x: Any) -> torch.Tensor:
+    check_type("model", model, nn.Module)
+    check_type("x", x, torch.Tensor)
+    return x
+
+
+def _run_probe(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    seed: int,
+    recorder: Callable[[nn.Module], Any],
+    grad_params: Sequence[torch.Tensor] = (),
+) -> tuple[Any, str, tuple[torch.Tensor | None, ...]]:
+    """Forward ``x`` (seeded global RNG for dropout-like layers) and back-propagate the probe loss.
+
+    Returns the recorder (hooks already removed), the loss description and the
+    gradients of ``grad_params`` (model parameters; None for frozen or unused
+    ones). Nothing in the model changes: gradients are
+    taken with ``torch.autograd.grad`` (no ``.grad`` is written) and buffers are
+    restored.
+    """
+    rec = recorder(model)
+    devices = (x.device,) if x.device.type == "cuda" else ()
+    try:
+        with _model_untouched(model), seeded_global_rng(seed, devices), torch.enable_grad():
+            leaf = x.detach().requires_grad_(x.is_floating_point())
+            output = model(leaf.clone() if x.is_floating_point() else leaf)
+            loss, description = _probe_loss(output, target, seed)
+            # x and every trainable parameter: all layer outputs lie on a path to one of them
+            inputs = ([leaf] if x.is_floating_point() else []) + [
+                p for p in model.parameters() if p.requires_grad
+            ]
+            grads: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
+            if loss.requires_grad and inputs:
+                grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+            rec.finish(output)
+    finally:
+        rec.remove()
+    by_id = {id(t): g for t, g in zip(inputs, grads, strict=True)}
+    return rec, description, tuple(by_id.get(id(p)) for p in grad_params)
+
+
+def variance_profile(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    target: torch.Tensor | None = None,
+    seed: int = 0,
+) -> VarianceProfile:
+    """Measure per-layer second moments of any ``nn.Module`` on the batch ``x``.
+
+    A row is recorded for every call of a *weight layer* — a module whose
+    ``weight`` is a tensor with >= 2 dims (``nn.Linear``, ``nn.ConvNd``,
+    ``nn.Embedding``, custom layers) — in forward order:
+
+    * ``pre_second_moment`` — ``E[z²]`` of the layer's output ``z``;
+    * ``act_variance`` — ``Var`` of the activations that follow: the output of an
+      activation module (``torch.nn`` or ``netprops.layers.activations``) called
+      directly on ``z``; else the input of the next weight layer; for the
+      model's last layer, when ``z`` is the model output, ``z`` itself;
+    * ``grad_second_moment`` — ``E[(∂L/∂z)²]`` (tensor hooks, so in-place
+      activations after ``z`` are handled), for the loss ``L``: with
+      ``target=None``, cross-entropy (sum over the batch) on seeded random
+      class targets when the output is 2-D, else ``Σ output·ε`` with seeded
+      ``ε ~ N(0, 1)``; an integer ``target`` gives cross-entropy, a floating one
+      ``½Σ(output − target)²``.
+
+    All statistics are float64 over every element of the batch (batch, features
+    and spatial positions). The model runs in its current train/eval mode, with
+    torch's global RNG seeded by ``seed`` inside a fork (so dropout is
+    reproducible and the caller's RNG state is unchanged). Parameters, their
+    ``.grad`` and the buffers are left as they were, and every hook is removed,
+    also when the forward pass raises.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module returning one floating tensor.
+    x : torch.Tensor
+        The input batch, on the model's device.
+    target : torch.Tensor, optional
+        Class indices ``(N, *)`` or a floating tensor of the output's shape.
+    seed : int
+        Seed of the random targets and of the forward pass's global RNG.
+
+    Returns
+    -------
+    VarianceProfile
+
+    Raises
+    ------
+    TypeError
+        if ``model`` is not an ``nn.Module``, ``x``/``target`` not tensors, or the
+        output is not one floating tensor.
+    ValueError
+        for a target of the wrong shape, or a model with no weight layer called.
+    """
+    _check_model_and_input(model, x)
+    seed = check_int("seed", seed, min_value=0)
+    rec, description, _ = _run_probe(model, x, target, seed, recorder=_Recorder)
+    if not rec.rows:
+        raise ValueError(
+            f"model {type(model).__name__} called no weight layer (a module whose weight has "
+            ">= 2 dimensions, e.g. nn.Linear or nn.Conv2d) on this input"
+        )
+    rows = tuple(
+        LayerVariance(r["name"], r["kind"], r["shape"], r["pre"], r["act"], r["grad"])
+        for r in rec.rows
+    )
+    return VarianceProfile(rows, description, seed)
+
+
+# --------------------------------------------------------------------------- check_model_variance
+def _check_band(band: Any) -> tuple[float, float]:
+    check_type("band", band, (tuple, list))
+    if len(band) != 2:
+        raise ValueError(f"band must be a pair (low, high), got {band!r}")
+    lo = check_positive_float("band[0]", band[0])
+    hi = check_positive_float("band[1]", band[1])
+    if not lo <= 1.0 <= hi:
+        raise ValueError(f"band must satisfy 0 < low <= 1 <= high, got {band!r}")
+    return lo, hi
+
+
+def _on_device(model: nn.Module, x: torch.Tensor, device: Any) -> torch.Tensor:
+    """Move ``x`` to ``device`` (if given) and check that the model lives there too."""
+    if device is None:
+        return x
+    dev = resolve_device(device)
+    for name, p in model.named_parameters():
+        if p.device.type != dev.type:
+            raise ValueError(
+                f"device={str(dev)!r} but parameter {name!r} of the model is on {p.device}; "
+                "move the model first (model.to(device))"
+            )
+    return x.to(dev)
+
+
+def check_model_variance(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    band: tuple[float, float] = (0.25, 4.0),
+    target: torch.Tensor | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> CheckResult:
+    """Check that second moments stay within ``band`` through the layers of ``model``.
+
+    Computes :func:`variance_profile` and compares, for every weight-layer call
+    except the last one (the output layer, whose width and scale are set by the
+    task and the loss):
+
+    * forward — ``E[z_l²] / E[z_1²]``, relative to the first layer;
+    * backward — ``E[g_l²] / E[g_{L−1}²]``, relative to the last hidden layer
+      (the gradient at the output layer is the loss's own scale).
+
+    Every ratio must lie in ``[band[0], band[1]]``. This is a deterministic
+    diagnostic of the given model, not a test with a known alpha: a correctly
+    initialized network's ratios fluctuate at finite width — for ReLU, ``log``
+    of a ratio after L layers of width n has standard deviation up to about
+    ``√(5L/n)`` (less for a large batch of uncorrelated inputs) — so choose the
+    band several of these wide. The default ``(1/4, 4)`` suits width >= 256 at
+    depth <= 16; N(0, 1) weights (×128 per ReLU layer at n = 256) or Xavier
+    weights with ReLU (×½ per layer) leave it within a few layers.
+
+    Parameters
+    ----------
+    model, x, target, seed
+        As :func:`variance_profile`.
+    band : (float, float)
+        ``0 < low <= 1 <= high``.
+    device : str or torch.device, optional
+        If given, ``x`` is moved there and the model must already be there.
+
+    Returns
+    -------
+    CheckResult
+        ``statistic`` = the ratio farthest (in log) from 1; ``details["profile"]``
+        is the :class:`VarianceProfile`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        bad arguments (as :func:`variance_profile`; a bad band; a model on another device).
+    PropertyViolation
+        when a ratio leaves the band or a reference moment is 0 or not finite.
+    """
+    __tracebackhide__ = True
+    _check_model_and_input(model, x)
+    lo, hi = _check_band(band)
+    seed = check_int("seed", seed, min_value=0)
+    x = _on_device(model, x, device)
+    profile = variance_profile(model, x, target=target, seed=seed)
+    name = "check_model_variance"
+    reproduce = _call(
+        name,
+        "model",
+        "x",
+        **({"band": (lo, hi)} if (lo, hi) != (0.25, 4.0) else {}),
+        **({"target": "target"} if target is not None else {}),
+        seed=seed,
+    ).replace("target='target'", "target=target")
+    report = {"seed": seed, "reproduce": reproduce, "alpha": 0.0}
+
+    layers = profile.layers
+    hidden = layers[:-1] if len(layers) > 1 else layers
+    ratios: list[tuple[str, str, float]] = []
+    references = [("pre-activation E[z²]", "first layer", layers[0].pre_second_moment)]
+    if len(layers) > 1:
+        references.append(("gradient E[g²]", "last hidden layer", layers[-2].grad_second_moment))
+    for what, ref_name, ref in references:
+        attr = "pre_second_moment" if what.startswith("pre") else "grad_second_moment"
+        if not (math.isfinite(ref) and ref > 0):
+            violation(
+                name,
+                f"the {ref_name}'s {what} is {ref:.6g}: nothing can be compared to it",
+                statistic=ref,
+                bound=(0.0, math.inf),
+                details={"profile": profile},
+                **report,
+            )
+        for row in hidden:
+            value = getattr(row, attr)
+            if not math.isnan(value):
+                ratios.append((what, row.name, value / ref))
+    details: dict[str, Any] = {"band_relative_to": "first layer (E[z²]), last hidden layer (E[g²])"}
+    worst = max(ratios, key=lambda r: abs(math.log(r[2])) if r[2] > 0 else math.inf)
+    outside = [r for r in ratios if not lo <= r[2] <= hi]
+    details["profile"] = profile
+    if outside:
+        listed = "; ".join(f"{layer!r} {what} ×{ratio:.4g}" for what, layer, ratio in outside[:6])
+        violation(
+            name,
+            f"{len(outside)} layer ratio(s) outside the band [{lo:g}, {hi:g}]: {listed}"
+            + (" ..." if len(outside) > 6 else ""),
+            statistic=worst[2],
+            bound=(lo, hi),
+            details=details,
+            **report,
+        )
+    return CheckResult(
+        check=name,
+        statistic=worst[2],
+        bound=(lo, hi),
+        seed=seed,
+        alpha=0.0,
+        details=details,
+        reproduce=reproduce,
+    )
