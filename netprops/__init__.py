@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from .devices import available_devices, cuda_available, deterministic, resolve_device, tf32_disabled
 from .errors import PropertyViolation
 from .seeding import derive_seed, make_generator, seeded_global_rng
+from .spec import spec
 from .tolerances import Tolerance, tolerance
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "make_generator",
     "resolve_device",
     "seeded_global_rng",
+    "spec",
     "tf32_disabled",
     "tolerance",
 ]

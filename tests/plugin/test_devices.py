@@ -68,4 +68,6 @@ def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester):
 def test_header_names_devices_and_profile(pytester: pytest.Pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest_inprocess()
-    result.stdout.re_match_lines([r"netprops \S+: devices=\['cpu'\], torch .*hypothesis profile=\w+"])
+    result.stdout.re_match_lines(
+        [r"netprops \S+: devices=\['cpu'\], torch .*hypothesis profile=\w+"]
+    )

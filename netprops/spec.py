@@ -1,0 +1,736 @@
+"""Declare a module once; the netprops pytest plugin checks its properties everywhere.
+
+A *spec* names a module factory, an input and the properties (checks from
+:mod:`netprops.checks`) the module must have. :func:`spec` registers it; the
+plugin turns every registered spec into one test per
+(module × property × device × dtype), with ids like
+``test_netprops[MyNorm-batch_independent-cpu-float32]``.
+
+Each property is a name in :data:`PROPERTIES`, bound to an *adapter*
+``(module, x, *, seed, device, dtype, **options) -> CheckResult`` that calls the
+check. Check modules are imported inside the adapters, on first use, so a
+property whose check module is missing or broken fails only its own tests.
+
+Axes (see :meth:`ModuleSpec.cases`):
+
+* ``gradcheck`` runs once per device in float64 whatever ``dtypes`` says
+  (finite differences need double precision): its ids end in ``-float64``;
+* ``device_parity`` compares CUDA against the CPU reference, so it has one
+  device entry, ``cuda``, whatever ``--device`` says; without CUDA it is skipped
+  with the reason "CUDA is not available";
+* every other property runs on each selected device and each dtype of the spec.
+
+Properties that do not apply to a module are declared in ``not_applicable``
+with a reason: they get the same test ids, reported as skipped
+("not applicable to MyNorm: <reason>") and counted as n/a in the run's ledger,
+so what was not verified is visible rather than silently absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks.results import CheckResult
+from .devices import resolve_device
+from .errors import PropertyViolation, check_choice, check_int, check_positive_int, check_type
+from .seeding import derive_seed, make_generator, seeded_global_rng
+
+__all__ = [
+    "PROPERTIES",
+    "SPEC_DTYPES",
+    "ModuleSpec",
+    "Property",
+    "SpecCase",
+    "SpecRegistry",
+    "default_reference",
+    "pop_registry",
+    "push_registry",
+    "registered_specs",
+    "spec",
+]
+
+#: Floating dtypes a spec may run in (those :func:`netprops.tolerance` knows).
+SPEC_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
+
+InputFactory = Callable[[torch.Generator, torch.device, torch.dtype], torch.Tensor]
+Reference = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------- properties
+@dataclass(frozen=True)
+class Property:
+    """One checkable property: a name, the check behind it and its axes.
+
+    Attributes
+    ----------
+    name : the name used in ``properties=`` and in test ids.
+    check : the check it runs, ``"module.function"`` under :mod:`netprops.checks`.
+    adapter : ``(module, x, *, seed, device, dtype, **options) -> CheckResult``.
+    summary : one line for the docs.
+    dtypes : fixed dtype axis (``gradcheck``: float64), or None for the spec's dtypes.
+    devices : fixed device axis (``device_parity``: cuda), or None for the selected devices.
+    build_on_cpu : build the module and input on the CPU whatever the case's device
+        (``device_parity`` moves copies to both sides itself).
+    """
+
+    name: str
+    check: str
+    adapter: Callable[..., CheckResult]
+    summary: str
+    dtypes: tuple[torch.dtype, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    build_on_cpu: bool = False
+
+
+def _check_function(dotted: str) -> Callable[..., Any]:
+    module_name, _, function = dotted.rpartition(".")
+    return getattr(importlib.import_module(f"netprops.checks.{module_name}"), function)
+
+
+def _seeded(dotted: str) -> Callable[..., CheckResult]:
+    """Adapter for checks called as ``check(module, x, *, seed=..., **options)``."""
+
+    def adapter(module: nn.Module, x: torch.Tensor, *, seed: int, **options: Any) -> CheckResult:
+        __tracebackhide__ = True
+        options.pop("device")
+        options.pop("dtype")
+        return _check_function(dotted)(module, x, seed=seed, **options)
+
+    return adapter
+
+
+def _normalized(module: nn.Module, x: torch.Tensor, **options: Any) -> CheckResult:
+    __tracebackhide__ = True
+    for key in ("seed", "device", "dtype"):
+        options.pop(key)
+    return _check_function("normalization.check_normalized")(module, x, **options)
+
+
+def _expectation_equal(
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    reference: Reference | None = None,
+    **options: Any,
+) -> CheckResult:
+    __tracebackhide__ = True
+    if reference is None:
+        expected = default_reference(module)
+        if expected is None:
+            raise ValueError(
+                f"expectation_equal needs the expected mean of {type(module).__name__}(x): "
+                "netprops derives it only for layers with a 2-5 dimensional `weight` "
+                "(F.linear / F.conv1d-3d) or a dropout-like probability `p` (identity); pass "
+                "reference=lambda module, x: ... to netprops.spec, or declare "
+                "not_applicable={'expectation_equal': 'why'}"
+            )
+    else:
+        expected = functools.partial(reference, module)
+    check = _check_function("stochastic.check_expectation_equal")
+    return check(module, expected, x, seed=seed, **options)
+
+
+def _drop_rate(
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    **options: Any,
+) -> CheckResult:
+    __tracebackhide__ = True
+    p = options.pop("p", getattr(module, "p", None))
+    if p is None:
+        raise ValueError(
+            f"drop_rate needs the drop probability: {type(module).__name__} has no attribute "
+            "`p`; pass options={'drop_rate': {'p': ...}} to netprops.spec"
+        )
+    check = _check_function("stochastic.check_drop_rate")
+    return check(module, p, seed=seed, device=device, dtype=dtype, **options)
+
+
+def _gradcheck(
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    **options: Any,
+) -> CheckResult:
+    __tracebackhide__ = True
+    check = _check_function("gradients.check_gradcheck")
+    return check(module, x, seed=seed, device=device, **options)
+
+
+def _device_parity(
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    **options: Any,
+) -> CheckResult:
+    __tracebackhide__ = True
+    other = device if device.type != "cpu" else torch.device("cuda")
+    check = _check_function("parity.check_device_parity")
+    return check(module, x, ("cpu", str(other)), seed=seed, **options)
+
+
+def _model_variance(
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    **options: Any,
+) -> CheckResult:
+    __tracebackhide__ = True
+    check = _check_function("variance.check_model_variance")
+    return check(module, x, seed=seed, **options)
+
+
+PROPERTIES: Mapping[str, Property] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            Property(
+                "batch_independent",
+                "normalization.check_batch_independent",
+                _seeded("normalization.check_batch_independent"),
+                "output row i depends only on input row i (permuted, cut, padded, alone)",
+            ),
+            Property(
+                "device_parity",
+                "parity.check_device_parity",
+                _device_parity,
+                "CUDA forward, backward and buffers match the CPU within tolerance (TF32 off)",
+                devices=("cuda",),
+                build_on_cpu=True,
+            ),
+            Property(
+                "drop_rate",
+                "stochastic.check_drop_rate",
+                _drop_rate,
+                "drops with probability p (module.p) and rescales kept values by 1/(1-p)",
+            ),
+            Property(
+                "expectation_equal",
+                "stochastic.check_expectation_equal",
+                _expectation_equal,
+                "Monte Carlo mean of the train forward equals the reference (deterministic) output",
+            ),
+            Property(
+                "gradcheck",
+                "gradients.check_gradcheck",
+                _gradcheck,
+                "analytic gradients (input and parameters) match finite differences, float64",
+                dtypes=(torch.float64,),
+            ),
+            Property(
+                "model_variance",
+                "variance.check_model_variance",
+                _model_variance,
+                "per-layer second moments of activations and gradients stay within a band",
+            ),
+            Property(
+                "normalized",
+                "normalization.check_normalized",
+                _normalized,
+                "per-sample mean 0 and variance sigma^2/(sigma^2+eps) (unit affine)",
+            ),
+            Property(
+                "shift_invariant",
+                "normalization.check_shift_invariant",
+                _seeded("normalization.check_shift_invariant"),
+                "f(x + c) = f(x) for a per-row constant c (and f(-x) = -f(x) without bias)",
+            ),
+            Property(
+                "symmetry_broken",
+                "symmetry.check_symmetry_broken",
+                _seeded("symmetry.check_symmetry_broken"),
+                "units of a layer start (and stay) different",
+            ),
+            Property(
+                "train_eval_contract",
+                "contract.check_train_eval_contract",
+                _seeded("contract.check_train_eval_contract"),
+                "eval is deterministic and draws nothing; train updates running stats correctly",
+            ),
+        )
+    }
+)
+"""Property name → :class:`Property`. Unknown names in :func:`spec` raise a ValueError listing these."""
+
+
+def default_reference(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The deterministic layer whose output a stochastic ``module``'s mean must equal.
+
+    A module with a 2-dimensional ``weight`` gives ``F.linear(x, weight, bias)``;
+    a 3/4/5-dimensional ``weight`` gives ``F.conv1d/2d/3d`` with the module's
+    ``stride``, ``padding``, ``dilation`` and ``groups`` (zero padding only); a
+    module without such a weight but with a probability attribute ``p`` in [0, 1]
+    (dropout-like) gives the identity. Anything else gives None.
+    """
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and 2 <= weight.dim() <= 5:
+        bias = getattr(module, "bias", None)
+        bias = bias if isinstance(bias, torch.Tensor) else None
+        if weight.dim() == 2:
+            return lambda x: F.linear(x, weight, bias)
+        if getattr(module, "padding_mode", "zeros") != "zeros" or getattr(
+            module, "transposed", False
+        ):
+            return None
+        conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[weight.dim()]
+        kwargs = {
+            key: getattr(module, key)
+            for key in ("stride", "padding", "dilation", "groups")
+            if hasattr(module, key)
+        }
+        return lambda x: conv(x, weight, bias, **kwargs)
+    p = getattr(module, "p", None)
+    if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1:
+        return lambda x: x
+    return None
+
+
+# --------------------------------------------------------------------------- specs
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class SpecCase:
+    """One generated test: a spec, a property, a device kind and a dtype.
+
+    ``not_applicable`` holds the declared reason when the property does not
+    apply (the plugin reports the case as skipped, n/a in the ledger).
+    """
+
+    spec: ModuleSpec
+    property: str
+    device: str
+    dtype: torch.dtype
+    seed: int = 0
+    not_applicable: str | None = None
+
+    @property
+    def id(self) -> str:
+        """``Name-property-device-dtype``, e.g. ``MyNorm-batch_independent-cpu-float32``."""
+        return f"{self.spec.name}-{self.property}-{self.device}-{_dtype_name(self.dtype)}"
+
+    def run(self) -> CheckResult:
+        """Run the check (see :meth:`ModuleSpec.check`)."""
+        __tracebackhide__ = True
+        if self.not_applicable is not None:
+            raise ValueError(
+                f"{self.id} is declared not applicable ({self.not_applicable}); nothing to run"
+            )
+        return self.spec.check(self.property, device=self.device, dtype=self.dtype, seed=self.seed)
+
+
+@dataclass(frozen=True, eq=False)  # a declaration is itself: compared and hashed by identity
+class ModuleSpec:
+    """A user module declared once with the properties it must have (see :func:`spec`).
+
+    Attributes
+    ----------
+    name : id used in test ids (letters, digits, ``_`` and ``.``).
+    factory : zero-argument callable returning a fresh ``nn.Module``.
+    inputs : input shape (batch first) or ``(generator, device, dtype) -> Tensor``.
+    properties : names from :data:`PROPERTIES` the module must satisfy.
+    dtypes : floating dtypes every (dtype-dependent) property runs in.
+    reference : ``(module, x) -> Tensor``, the expected mean for ``expectation_equal``.
+    not_applicable : property name → why it does not apply.
+    options : property name → extra keyword arguments for its check.
+    origin : ``"path:line"`` of the :func:`spec` call.
+    """
+
+    name: str
+    factory: Callable[[], nn.Module]
+    inputs: tuple[int, ...] | InputFactory
+    properties: tuple[str, ...]
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
+    reference: Reference | None = None
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    origin: str = ""
+
+    @property
+    def origin_path(self) -> str:
+        """The file of the :func:`spec` call."""
+        return self.origin.rpartition(":")[0]
+
+    def cases(self, devices: Sequence[str], *, seed: int = 0) -> list[SpecCase]:
+        """Every (property × device × dtype) case, declared properties first, then n/a ones.
+
+        ``devices`` are the selected device kinds; ``gradcheck`` and
+        ``device_parity`` use their fixed axes (see the module docstring).
+        """
+        cases = []
+        declared = [(name, None) for name in self.properties]
+        declared += [
+            (name, f"not applicable to {self.name}: {why}")
+            for name, why in self.not_applicable.items()
+        ]
+        for name, why in declared:
+            prop = PROPERTIES[name]
+            for device in prop.devices or devices:
+                for dtype in prop.dtypes or self.dtypes:
+                    cases.append(SpecCase(self, name, device, dtype, seed, why))
+        return cases
+
+    def build(
+        self,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        seed: int = 0,
+    ) -> nn.Module:
+        """A fresh module from ``factory()``, moved to ``device`` and ``dtype``.
+
+        The factory runs with torch's global RNG seeded from ``seed`` inside a fork
+        (``nn.Linear`` draws its weights there): the module is a pure function of
+        ``seed`` and the caller's RNG state is untouched.
+
+        Raises
+        ------
+        TypeError
+            if the factory does not return an ``nn.Module``.
+        """
+        dev = resolve_device(device)
+        seed = check_int("seed", seed, min_value=0)
+        with seeded_global_rng(derive_seed(seed, self.name, "module")):
+            module = self.factory()
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"factory of spec {self.name!r} must return a torch.nn.Module, "
+                f"got {type(module).__name__}"
+            )
+        return module.to(device=dev, dtype=dtype)
+
+    def make_input(
+        self,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """The input batch on ``device`` in ``dtype``, drawn from a generator seeded from ``seed``.
+
+        A shape gives standard normal entries; a callable is called as
+        ``inputs(generator, device, dtype)``.
+
+        Raises
+        ------
+        TypeError / ValueError
+            if the callable returns no tensor, or one on another device or in another floating dtype.
+        """
+        dev = resolve_device(device)
+        seed = check_int("seed", seed, min_value=0)
+        generator = make_generator(derive_seed(seed, self.name, "inputs"), dev)
+        if not callable(self.inputs):
+            return torch.randn(self.inputs, generator=generator, device=dev, dtype=dtype)
+        x = self.inputs(generator, dev, dtype)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"inputs of spec {self.name!r} must return a torch.Tensor, got {type(x).__name__}"
+            )
+        if x.device.type != dev.type or (x.is_floating_point() and x.dtype != dtype):
+            raise ValueError(
+                f"inputs of spec {self.name!r} was asked for {dev.type}/{dtype} but returned "
+                f"{x.device.type}/{x.dtype}; create the tensor with device=device, dtype=dtype"
+            )
+        return x
+
+    def check(
+        self,
+        property: str,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> CheckResult:
+        """Check one property of a freshly built module on ``device`` in ``dtype``.
+
+        This is exactly what a generated test runs (the plugin adds the
+        reproducibility switches: deterministic algorithms, TF32 off). A
+        violation's message ends with the spec, the case and how to replay it.
+
+        Raises
+        ------
+        ValueError
+            ``property`` not among this spec's properties, or a dtype outside the
+            property's fixed axis (``gradcheck``: float64).
+        PropertyViolation
+            when the property does not hold.
+        netprops.checks.parity.CheckSkipped
+            ``device_parity`` without CUDA.
+        """
+        __tracebackhide__ = True
+        check_choice("property", property, self.properties)
+        prop = PROPERTIES[property]
+        if prop.dtypes is not None:
+            check_choice(f"dtype for {property}", dtype, prop.dtypes)
+        dev = torch.device(device)
+        home = torch.device("cpu") if prop.build_on_cpu else dev
+        module = self.build(home, dtype, seed=seed)
+        x = self.make_input(home, dtype, seed=seed)
+        options = dict(self.options.get(property, {}))
+        if property == "expectation_equal" and self.reference is not None:
+            options["reference"] = self.reference
+        try:
+            return prop.adapter(module, x, seed=seed, device=dev, dtype=dtype, **options)
+        except PropertyViolation as exc:
+            dt = f"torch.{_dtype_name(dtype)}"
+            raise PropertyViolation(
+                f"{exc}\n"
+                f"  spec:      {self.name}, declared at {self.origin}\n"
+                f"  case:      {property} on {dev.type}, {dt}, seed {seed}\n"
+                f"  replay:    spec.check({property!r}, device={dev.type!r}, dtype={dt}, "
+                f"seed={seed}); module, x = spec.build({home.type!r}, {dt}, seed={seed}), "
+                f"spec.make_input({home.type!r}, {dt}, seed={seed})"
+            ) from None
+
+
+# --------------------------------------------------------------------------- registry
+class SpecRegistry:
+    """Registered specs by name, in registration order."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ModuleSpec] = {}
+
+    def add(self, module_spec: ModuleSpec) -> ModuleSpec:
+        """Register ``module_spec``; the same declaration registered again replaces itself.
+
+        Raises
+        ------
+        ValueError
+            when another declaration (other file or line) already uses the name.
+        """
+        old = self._specs.get(module_spec.name)
+        if old is not None and old.origin != module_spec.origin:
+            raise ValueError(
+                f"netprops.spec: a spec named {module_spec.name!r} is already declared at "
+                f"{old.origin}; pass name= to tell them apart"
+            )
+        self._specs[module_spec.name] = module_spec
+        return module_spec
+
+    def __iter__(self) -> Iterator[ModuleSpec]:
+        return iter(tuple(self._specs.values()))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+# One registry per pytest session (the plugin pushes one before conftests load and
+# pops it at the end), so in-process nested runs (pytester) never see each other's specs.
+_REGISTRIES: list[SpecRegistry] = [SpecRegistry()]
+
+
+def push_registry() -> SpecRegistry:
+    """Open a fresh registry that :func:`spec` registers into until it is popped."""
+    registry = SpecRegistry()
+    _REGISTRIES.append(registry)
+    return registry
+
+
+def pop_registry(registry: SpecRegistry) -> None:
+    """Close ``registry`` (opened by :func:`push_registry`)."""
+    if registry in _REGISTRIES[1:]:
+        _REGISTRIES.remove(registry)
+
+
+def registered_specs() -> tuple[ModuleSpec, ...]:
+    """The specs registered in the current registry (this pytest session), in order."""
+    return tuple(_REGISTRIES[-1])
+
+
+# --------------------------------------------------------------------------- spec()
+def _check_names(arg: str, names: Any) -> tuple[str, ...]:
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise TypeError(
+            f"{arg} must be a sequence of property names, e.g. ('batch_independent',), "
+            f"got {names!r}"
+        )
+    for i, name in enumerate(names):
+        check_type(f"{arg}[{i}]", name, str)
+        check_choice(f"{arg}[{i}]", name, sorted(PROPERTIES))
+    if len(set(names)) != len(names):
+        raise ValueError(f"{arg} must not repeat a name, got {tuple(names)!r}")
+    return tuple(names)
+
+
+def _check_inputs(inputs: Any) -> tuple[int, ...] | InputFactory:
+    if callable(inputs):
+        return inputs
+    if isinstance(inputs, (str, bytes, torch.Tensor)) or not isinstance(inputs, Sequence):
+        raise TypeError(
+            "inputs must be an input shape (batch first, e.g. (4, 8)) or a callable "
+            f"(generator, device, dtype) -> Tensor, got {type(inputs).__name__}"
+        )
+    if not inputs:
+        raise ValueError("inputs must be a non-empty shape (batch first), got ()")
+    return tuple(check_positive_int(f"inputs[{i}]", d) for i, d in enumerate(inputs))
+
+
+def _check_dtypes(dtypes: Any) -> tuple[torch.dtype, ...]:
+    if isinstance(dtypes, torch.dtype) or not isinstance(dtypes, Sequence) or not dtypes:
+        raise TypeError(
+            f"dtypes must be a non-empty sequence of floating dtypes, e.g. (torch.float32,), "
+            f"got {dtypes!r}"
+        )
+    for i, dtype in enumerate(dtypes):
+        check_choice(f"dtypes[{i}]", dtype, SPEC_DTYPES)
+    if len(set(dtypes)) != len(dtypes):
+        raise ValueError(f"dtypes must not repeat a dtype, got {tuple(dtypes)!r}")
+    return tuple(dtypes)
+
+
+def _default_name(factory: Callable[[], nn.Module]) -> str:
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    name = getattr(target, "__name__", None)
+    if not isinstance(name, str) or name == "<lambda>":
+        raise ValueError(
+            f"name= is required when the factory has no usable __name__ (got {factory!r}); "
+            "e.g. netprops.spec(lambda: MyNorm(8), name='MyNorm8', ...)"
+        )
+    return name
+
+
+def _check_not_applicable(not_applicable: Any, properties: tuple[str, ...]) -> dict[str, str]:
+    check_type("not_applicable", not_applicable, Mapping)
+    names = _check_names("not_applicable", list(not_applicable))
+    result = {}
+    for name in names:
+        reason = not_applicable[name]
+        check_type(f"not_applicable[{name!r}]", reason, str)
+        if not reason.strip():
+            raise ValueError(f"not_applicable[{name!r}] must give a reason, got {reason!r}")
+        if name in properties:
+            raise ValueError(
+                f"{name!r} is both in properties and in not_applicable; a property either "
+                "must hold or is declared not to apply"
+            )
+        result[name] = reason.strip()
+    return result
+
+
+def _check_options(options: Any, properties: tuple[str, ...]) -> dict[str, Mapping[str, Any]]:
+    check_type("options", options, Mapping)
+    result = {}
+    for name, kwargs in options.items():
+        check_choice("options key", name, properties)
+        check_type(f"options[{name!r}]", kwargs, Mapping)
+        reserved = {"seed", "device", "dtype", "reference"} & set(kwargs)
+        if reserved:
+            raise ValueError(
+                f"options[{name!r}] must not set {sorted(reserved)}: the plugin sets seed, "
+                "device and dtype, and reference is an argument of netprops.spec"
+            )
+        result[name] = MappingProxyType(dict(kwargs))
+    return result
+
+
+def spec(
+    factory: Callable[[], nn.Module],
+    *,
+    inputs: Sequence[int] | InputFactory,
+    properties: Sequence[str],
+    name: str | None = None,
+    dtypes: Sequence[torch.dtype] = (torch.float32, torch.float64),
+    reference: Reference | None = None,
+    not_applicable: Mapping[str, str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ModuleSpec:
+    """Register a module with netprops: the plugin checks ``properties`` on every device.
+
+    Call it at import time of a ``conftest.py`` or a test module. The plugin
+    generates one test per (module × property × device × dtype), id
+    ``test_netprops[<name>-<property>-<device>-<dtype>]``.
+
+    Parameters
+    ----------
+    factory : zero-argument callable returning a fresh ``nn.Module`` (e.g. the class).
+        It runs with torch's global RNG seeded (and forked) per test.
+    inputs : input shape, batch first (standard normal entries), or a callable
+        ``(generator, device, dtype) -> Tensor`` that draws through ``generator``.
+    properties : names from :data:`PROPERTIES` that must hold.
+    name : id in test ids; default the factory's ``__name__`` (required for lambdas).
+    dtypes : floating dtypes to run in (``gradcheck`` always runs in float64).
+    reference : ``(module, x) -> Tensor``, the expected mean for ``expectation_equal``
+        when :func:`default_reference` cannot derive it.
+    not_applicable : property name → reason, for properties that do not apply; they
+        are reported as skipped/n-a with the reason, never silently left out.
+    options : property name → extra keyword arguments for that check, e.g.
+        ``{"normalized": {"normalized_dims": (-1,)}}``.
+
+    Returns
+    -------
+    ModuleSpec (its :meth:`~ModuleSpec.check` runs one case by hand).
+
+    Raises
+    ------
+    TypeError / ValueError
+        bad arguments; an unknown property name (the message lists the valid ones);
+        a property both required and not applicable; a name already declared elsewhere.
+    """
+    if isinstance(factory, nn.Module) or not callable(factory):
+        raise TypeError(
+            "factory must be a callable returning a fresh nn.Module (the class, or a lambda), "
+            f"got {type(factory).__name__}"
+        )
+    props = _check_names("properties", properties)
+    if not props:
+        raise ValueError("properties must name at least one property")
+    if name is None:
+        name = _default_name(factory)
+    check_type("name", name, str)
+    if not _NAME.match(name):
+        raise ValueError(
+            f"name must start with a letter or _ and contain only letters, digits, _ and . "
+            f"(it is part of test ids), got {name!r}"
+        )
+    if reference is not None:
+        if not callable(reference):
+            raise TypeError(f"reference must be callable (module, x) -> Tensor, got {reference!r}")
+        if "expectation_equal" not in props:
+            raise ValueError(
+                "reference is only used by 'expectation_equal', which is not in properties"
+            )
+    frame = sys._getframe(1)
+    module_spec = ModuleSpec(
+        name=name,
+        factory=factory,
+        inputs=_check_inputs(inputs),
+        properties=props,
+        dtypes=_check_dtypes(dtypes),
+        reference=reference,
+        not_applicable=MappingProxyType(
+            _check_not_applicable({} if not_applicable is None else not_applicable, props)
+        ),
+        options=MappingProxyType(_check_options({} if options is None else options, props)),
+        origin=f"{frame.f_code.co_filename}:{frame.f_lineno}",
+    )
+    return _REGISTRIES[-1].add(module_spec)

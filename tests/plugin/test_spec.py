@@ -1,0 +1,386 @@
+"""netprops.spec: validation, the case matrix, building modules and inputs, running checks."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import netprops
+from netprops.spec import (
+    PROPERTIES,
+    ModuleSpec,
+    default_reference,
+    pop_registry,
+    push_registry,
+    registered_specs,
+)
+
+
+@pytest.fixture
+def registry():
+    """A private registry, so specs declared here never reach other tests."""
+    reg = push_registry()
+    yield reg
+    pop_registry(reg)
+
+
+class Shift(nn.Module):
+    """A deterministic toy layer: x + 1 (batch independent, no parameters)."""
+
+    def forward(self, x):
+        return x + 1
+
+
+class BatchCentered(nn.Module):
+    """Subtracts the batch mean: not batch independent."""
+
+    def forward(self, x):
+        return x - x.mean(0, keepdim=True)
+
+
+def declare(**kwargs):
+    args = {"inputs": (4, 3), "properties": ("batch_independent",)} | kwargs
+    return netprops.spec(args.pop("factory", Shift), **args)
+
+
+# --------------------------------------------------------------------------- registration
+def test_spec_registers_and_returns_a_module_spec(registry):
+    s = declare()
+    assert isinstance(s, ModuleSpec)
+    assert s.name == "Shift"
+    assert s.dtypes == (torch.float32, torch.float64)
+    assert registered_specs() == (s,)
+    assert s.origin_path == __file__
+    assert re.fullmatch(r".*test_spec\.py:\d+", s.origin)
+
+
+def test_spec_is_exported_from_netprops():
+    assert netprops.spec is netprops.spec  # the function, not the submodule
+    assert callable(netprops.spec)
+    assert "spec" in netprops.__all__
+
+
+def test_default_name_of_a_partial_is_the_wrapped_function(registry):
+    def make_shift(offset):
+        return Shift()
+
+    assert declare(factory=functools.partial(make_shift, 2)).name == "make_shift"
+
+
+def test_a_lambda_needs_a_name(registry):
+    with pytest.raises(ValueError, match="name= is required"):
+        declare(factory=lambda: Shift())
+    assert declare(factory=lambda: Shift(), name="Shift2").name == "Shift2"
+
+
+def test_unknown_property_lists_the_valid_names(registry):
+    with pytest.raises(ValueError, match=r"properties\[1\] must be one of") as info:
+        declare(properties=("batch_independent", "batch_indep"))
+    for name in PROPERTIES:
+        assert repr(name) in str(info.value)
+    assert "'batch_indep'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"factory": Shift()}, TypeError, "factory must be a callable .* got Shift"),
+        ({"factory": 3}, TypeError, "factory must be a callable"),
+        ({"properties": "batch_independent"}, TypeError, "sequence of property names"),
+        ({"properties": ()}, ValueError, "at least one"),
+        ({"properties": ("normalized", "normalized")}, ValueError, "must not repeat"),
+        ({"properties": (3,)}, TypeError, r"properties\[0\] must be str"),
+        ({"name": "My Norm"}, ValueError, "name must start with a letter"),
+        ({"name": "a-b"}, ValueError, "part of test ids"),
+        ({"name": 3}, TypeError, "name must be str"),
+        ({"inputs": "4x3"}, TypeError, "inputs must be an input shape"),
+        ({"inputs": torch.zeros(4, 3)}, TypeError, "inputs must be an input shape"),
+        ({"inputs": ()}, ValueError, "non-empty shape"),
+        ({"inputs": (4, 0)}, ValueError, r"inputs\[1\] must be an int >= 1"),
+        ({"inputs": (4, 2.5)}, TypeError, r"inputs\[1\] must be an int"),
+        ({"dtypes": torch.float32}, TypeError, "dtypes must be a non-empty sequence"),
+        ({"dtypes": ()}, TypeError, "dtypes must be a non-empty sequence"),
+        ({"dtypes": (torch.int64,)}, ValueError, r"dtypes\[0\] must be one of"),
+        ({"dtypes": (torch.float32, torch.float32)}, ValueError, "must not repeat"),
+        ({"reference": 3}, TypeError, "reference must be callable"),
+        ({"reference": lambda m, x: x}, ValueError, "only used by 'expectation_equal'"),
+        ({"not_applicable": ["gradcheck"]}, TypeError, "not_applicable must be Mapping"),
+        ({"not_applicable": {"gradchek": "x"}}, ValueError, r"not_applicable\[0\] must be one of"),
+        ({"not_applicable": {"gradcheck": " "}}, ValueError, "must give a reason"),
+        ({"not_applicable": {"gradcheck": 1}}, TypeError, "must be str"),
+        (
+            {"not_applicable": {"batch_independent": "no"}},
+            ValueError,
+            "both in properties and in not_applicable",
+        ),
+        ({"options": []}, TypeError, "options must be Mapping"),
+        ({"options": {"gradcheck": {}}}, ValueError, "options key must be one of"),
+        ({"options": {"batch_independent": 1}}, TypeError, "must be Mapping"),
+        ({"options": {"batch_independent": {"seed": 1}}}, ValueError, r"must not set \['seed'\]"),
+    ],
+)
+def test_bad_arguments_are_rejected(registry, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        declare(**kwargs)
+    assert registered_specs() == ()
+
+
+def test_a_name_declared_elsewhere_is_rejected(registry):
+    netprops.spec(Shift, inputs=(4, 3), properties=["gradcheck"])
+    with pytest.raises(ValueError, match=r"'Shift' is already declared at .*test_spec\.py:\d+"):
+        netprops.spec(Shift, inputs=(4, 3), properties=["gradcheck"])
+
+
+def test_the_same_declaration_executed_twice_registers_once(registry):
+    # e.g. a module imported under two names: same file and line -> replaced, not duplicated
+    specs = [netprops.spec(Shift, inputs=(4, 3), properties=["gradcheck"]) for _ in range(2)]
+    assert registered_specs() == (specs[1],)
+
+
+def test_push_and_pop_isolate_registrations(registry):
+    declare()
+    inner = push_registry()
+    assert registered_specs() == ()
+    declare()  # same name: no clash with the outer registry
+    pop_registry(inner)
+    assert [s.name for s in registered_specs()] == ["Shift"]
+
+
+# --------------------------------------------------------------------------- the case matrix
+def test_cases_cover_property_device_dtype_with_fixed_axes(registry):
+    s = declare(
+        properties=("batch_independent", "gradcheck", "device_parity"),
+        not_applicable={"expectation_equal": "deterministic layer"},
+    )
+    ids = [c.id for c in s.cases(["cpu", "cuda"], seed=7)]
+    assert ids == [
+        "Shift-batch_independent-cpu-float32",
+        "Shift-batch_independent-cpu-float64",
+        "Shift-batch_independent-cuda-float32",
+        "Shift-batch_independent-cuda-float64",
+        "Shift-gradcheck-cpu-float64",
+        "Shift-gradcheck-cuda-float64",
+        "Shift-device_parity-cuda-float32",
+        "Shift-device_parity-cuda-float64",
+        "Shift-expectation_equal-cpu-float32",
+        "Shift-expectation_equal-cpu-float64",
+        "Shift-expectation_equal-cuda-float32",
+        "Shift-expectation_equal-cuda-float64",
+    ]
+    cases = s.cases(["cpu"], seed=7)
+    assert {c.seed for c in cases} == {7}
+    assert [c.id for c in cases if c.property == "device_parity"] == [
+        "Shift-device_parity-cuda-float32",
+        "Shift-device_parity-cuda-float64",
+    ]
+    na = [c for c in cases if c.not_applicable is not None]
+    assert {c.property for c in na} == {"expectation_equal"}
+    assert na[0].not_applicable == "not applicable to Shift: deterministic layer"
+    with pytest.raises(ValueError, match="declared not applicable"):
+        na[0].run()
+
+
+# --------------------------------------------------------------------------- build and inputs
+def test_build_is_a_pure_function_of_the_seed(registry, device):
+    s = declare(factory=lambda: nn.Linear(3, 2), name="Lin")
+    a = s.build(device, torch.float64, seed=1)
+    b = s.build(device, torch.float64, seed=1)
+    c = s.build(device, torch.float64, seed=2)
+    assert a.weight.dtype == torch.float64
+    assert a.weight.device.type == device
+    torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
+    assert not torch.equal(a.weight, c.weight)
+
+
+def test_build_rejects_a_factory_that_returns_no_module(registry):
+    s = declare(factory=lambda: "nope", name="Nope")
+    with pytest.raises(TypeError, match=r"must return a torch\.nn\.Module, got str"):
+        s.build()
+
+
+def test_make_input_from_a_shape_is_seeded_normal(registry, device):
+    s = declare()
+    x = s.make_input(device, torch.float64, seed=3)
+    assert x.shape == (4, 3)
+    assert x.dtype == torch.float64
+    assert x.device.type == device
+    torch.testing.assert_close(x, s.make_input(device, torch.float64, seed=3), rtol=0, atol=0)
+    assert not torch.equal(x, s.make_input(device, torch.float64, seed=4))
+
+
+def test_make_input_calls_the_input_factory(registry, device):
+    seen = []
+
+    def inputs(generator, dev, dtype):
+        seen.append((generator.device.type, dev.type, dtype))
+        return torch.rand(5, 2, generator=generator, device=dev, dtype=dtype)
+
+    x = declare(inputs=inputs).make_input(device, torch.float32)
+    assert x.shape == (5, 2)
+    assert seen == [(device, device, torch.float32)]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error", "match"),
+    [
+        (lambda g, d, t: [1.0], TypeError, "must return a torch.Tensor, got list"),
+        (
+            lambda g, d, t: torch.zeros(2, 2, dtype=torch.float16, device=d),
+            ValueError,
+            "returned .*float16",
+        ),
+    ],
+)
+def test_make_input_rejects_bad_factory_results(registry, inputs, error, match):
+    with pytest.raises(error, match=match):
+        declare(inputs=inputs).make_input("cpu", torch.float32)
+
+
+# --------------------------------------------------------------------------- check()
+def test_check_runs_the_property_and_reports_its_seed(registry, device):
+    s = declare(factory=lambda: nn.LayerNorm(3), name="LN", properties=("batch_independent",))
+    result = s.check("batch_independent", device=device, dtype=torch.float64, seed=5)
+    assert result.check == "check_batch_independent"
+    assert result.seed == 5
+
+
+def test_check_violation_names_the_spec_and_how_to_replay(registry, device):
+    s = declare(factory=BatchCentered)
+    with pytest.raises(netprops.PropertyViolation) as info:
+        s.check("batch_independent", device=device, seed=2)
+    text = str(info.value)
+    assert text.startswith("check_batch_independent:")
+    assert re.search(r"spec: +BatchCentered, declared at .*test_spec\.py:\d+", text)
+    assert f"case:      batch_independent on {device}, torch.float32, seed 2" in text
+    assert (
+        f"spec.check('batch_independent', device='{device}', dtype=torch.float32, seed=2)" in text
+    )
+
+
+def test_check_rejects_undeclared_properties_and_other_gradcheck_dtypes(registry):
+    s = declare(properties=("gradcheck",))
+    with pytest.raises(ValueError, match="property must be one of 'gradcheck'"):
+        s.check("batch_independent")
+    with pytest.raises(ValueError, match=r"dtype for gradcheck must be one of torch\.float64"):
+        s.check("gradcheck", dtype=torch.float32)
+    assert s.check("gradcheck", dtype=torch.float64).check == "check_gradcheck"
+
+
+def test_device_parity_compares_cuda_with_the_cpu(registry):
+    from netprops.checks.parity import CheckSkipped
+
+    s = declare(factory=lambda: nn.LayerNorm(3), name="LN", properties=("device_parity",))
+    if torch.cuda.is_available():
+        assert s.check("device_parity", device="cuda").check == "check_device_parity"
+    else:
+        with pytest.raises(CheckSkipped, match="needs CUDA, which is not available"):
+            s.check("device_parity", device="cuda")
+
+
+def test_options_reach_the_check(registry):
+    s = declare(options={"batch_independent": {"batch_sizes": (0,)}})
+    with pytest.raises(ValueError, match="batch_sizes"):
+        s.check("batch_independent")
+
+
+# --------------------------------------------------------------------------- references
+def test_default_reference_of_linear_and_conv_is_the_functional_layer(device):
+    g = netprops.make_generator(0, device)
+    with netprops.seeded_global_rng(0):
+        linear = nn.Linear(3, 2).to(device)
+        conv = nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=1, groups=2).to(device)
+    x = torch.randn(5, 3, generator=g, device=device)
+    torch.testing.assert_close(
+        default_reference(linear)(x), F.linear(x, linear.weight, linear.bias)
+    )
+    img = torch.randn(2, 2, 7, 7, generator=g, device=device)
+    expected = F.conv2d(img, conv.weight, conv.bias, stride=2, padding=1, groups=2)
+    torch.testing.assert_close(default_reference(conv)(img), expected)
+
+
+def test_default_reference_of_dropout_is_the_identity_and_others_have_none():
+    x = torch.arange(6.0).reshape(2, 3)
+    assert default_reference(nn.Dropout(0.3))(x) is x
+    assert default_reference(nn.LayerNorm(3)) is None
+    assert default_reference(Shift()) is None
+    with netprops.seeded_global_rng(0):
+        reflect = nn.Conv1d(1, 1, 3, padding=1, padding_mode="reflect")
+        transposed = nn.ConvTranspose2d(1, 1, 3)
+    assert default_reference(reflect) is None
+    assert default_reference(transposed) is None
+
+
+def test_expectation_equal_without_a_reference_says_how_to_give_one(registry):
+    s = declare(properties=("expectation_equal",))
+    with pytest.raises(ValueError, match="pass reference=lambda module, x"):
+        s.check("expectation_equal")
+
+
+def test_expectation_equal_uses_the_given_reference(registry, device):
+    options = {"expectation_equal": {"n_samples": 200}}
+
+    def declare_dropout(name, reference):
+        return declare(
+            factory=lambda: nn.Dropout(0.5),
+            name=name,
+            properties=("expectation_equal",),
+            reference=reference,
+            options=options,
+        )
+
+    good = declare_dropout("Drop", lambda module, x: x)
+    assert good.check("expectation_equal", device=device).details["n_samples"] == 200
+    wrong = declare_dropout("DropWrong", lambda module, x: 2 * x)
+    with pytest.raises(netprops.PropertyViolation, match="Monte Carlo mean"):
+        wrong.check("expectation_equal", device=device)
+
+
+def test_drop_rate_needs_p(registry):
+    s = declare(properties=("drop_rate",))
+    with pytest.raises(ValueError, match="has no attribute `p`"):
+        s.check("drop_rate")
+    d = declare(factory=lambda: nn.Dropout(0.2), name="D", properties=("drop_rate",))
+    assert d.check("drop_rate").check == "check_drop_rate"
+
+
+# --------------------------------------------------------------------------- the table
+def test_every_property_names_an_existing_check():
+    for prop in PROPERTIES.values():
+        module, _, function = prop.check.rpartition(".")
+        check = getattr(importlib.import_module(f"netprops.checks.{module}"), function)
+        assert callable(check)
+        assert function == f"check_{prop.name}"
+
+
+def mlp():
+    return nn.Sequential(
+        nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
+
+
+def constant_mlp():
+    model = mlp()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.1)
+    return model
+
+
+def test_model_level_properties_run_through_their_adapters(registry, device):
+    s = netprops.spec(
+        mlp,
+        inputs=(32, 4),
+        properties=("symmetry_broken", "model_variance", "batch_independent"),
+        options={"model_variance": {"band": (0.01, 100.0)}},
+    )
+    for name in s.properties:
+        assert s.check(name, device=device).check == f"check_{name}"
+    broken = netprops.spec(constant_mlp, inputs=(32, 4), properties=("symmetry_broken",))
+    with pytest.raises(netprops.PropertyViolation, match=r"spec: +constant_mlp"):
+        broken.check("symmetry_broken", device=device)
