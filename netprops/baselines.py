@@ -15,7 +15,8 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,11 +35,14 @@ __all__ = [
     "BaselineError",
     "BaselineExistsError",
     "GateResult",
+    "Verdict",
     "baseline_path",
+    "compare",
     "current_provenance",
     "environment_changes",
     "prediction_gate",
     "read_baseline",
+    "record",
     "write_baseline",
 ]
 
@@ -309,4 +313,174 @@ def prediction_gate(
         higher_is_better=higher_is_better,
         fresh=tuple(float(v) for v in new),
         baseline_range=(float(base.min()), float(base.max())),
+    )
+
+
+# --------------------------------------------------------------------------- record / compare
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer for one scenario.
+
+    ``passed`` is False for a regression; ``environment_changed`` is True when the
+    stored baseline came from another environment or another definition of the
+    scenario, in which case ``passed`` is None: nothing was compared.
+    """
+
+    scenario: str
+    passed: bool | None
+    environment_changed: bool
+    message: str
+    gates: tuple[GateResult, ...] = ()
+    fresh: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
+    path: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(check_int("threads", threads, min_value=1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_many(
+    scenario: Any, seeds: Sequence[int], device: str, data: Any
+) -> dict[str, list[float | None]]:
+    from .scenarios import run_scenario
+
+    metrics: dict[str, list[float | None]] = {}
+    for seed in seeds:
+        result = run_scenario(scenario, seed, device=device, data=data)
+        for name, value in result.metrics.items():
+            metrics.setdefault(name, []).append(value)
+    return metrics
+
+
+def record(
+    scenario: Any,
+    *,
+    device: str = "cpu",
+    seeds: Sequence[int] | None = None,
+    root: str | os.PathLike[str] = "baselines",
+    overwrite: bool = False,
+    threads: int | None = 1,
+    data: Any = None,
+) -> Path:
+    """Run ``scenario`` (a name or a Scenario) for every baseline seed and store the result.
+
+    ``threads`` fixes torch's CPU thread count during the runs (restored after);
+    it is part of the provenance. Returns the written path.
+
+    Raises
+    ------
+    BaselineExistsError
+        when a baseline exists and ``overwrite`` is False.
+    """
+    from .scenarios import get
+
+    scenario = get(scenario) if isinstance(scenario, str) else scenario
+    seeds = tuple(scenario.baseline_seeds if seeds is None else seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"seeds must hold at least 2 seeds for a baseline, got {seeds!r}")
+    kind = torch.device(device).type
+    path = baseline_path(scenario.name, kind, root)
+    if path.exists() and not overwrite:
+        raise BaselineExistsError(
+            f"{path} exists; pass overwrite=True (--netprops-update-baselines) to replace it"
+        )
+    with _threads(threads):
+        metrics = _run_many(scenario, seeds, device, data)
+        provenance = current_provenance(device)
+    baseline = Baseline(
+        scenario=scenario.name,
+        device_kind=kind,
+        seeds=seeds,
+        metrics={k: tuple(v) for k, v in metrics.items()},
+        config=scenario.to_dict(),
+        provenance=provenance,
+    )
+    return write_baseline(baseline, path, overwrite=overwrite)
+
+
+def compare(
+    scenario: Any,
+    *,
+    device: str = "cpu",
+    seeds: Sequence[int] | None = None,
+    root: str | os.PathLike[str] = "baselines",
+    alpha: float = GATE_ALPHA,
+    threads: int | None = 1,
+    data: Any = None,
+    **overrides: Any,
+) -> Verdict:
+    """Run fresh seeds of ``scenario`` and gate them against its stored baseline.
+
+    ``overrides`` replace scenario fields for a what-if run (``lr=5e-4``): the
+    stored baseline is still the reference, so the verdict answers "would this
+    change regress convergence?". Each gated metric (final test accuracy,
+    higher is better; area under the log-loss curve, lower is better) is tested
+    at ``alpha / 2`` with the one-sided prediction bound, so the scenario's
+    false-alarm probability is ``alpha``.
+
+    Raises
+    ------
+    BaselineError
+        when no readable baseline is stored.
+    """
+    from .scenarios import GATED_METRICS, get
+
+    base_scenario = get(scenario) if isinstance(scenario, str) else scenario
+    what_if = base_scenario.replace(**overrides) if overrides else base_scenario
+    kind = torch.device(device).type
+    path = baseline_path(base_scenario.name, kind, root)
+    stored = read_baseline(path)
+    rerecord = f"netprops baselines record {base_scenario.name} --device {kind} --update"
+    with _threads(threads):
+        changes = environment_changes(stored.provenance, current_provenance(device))
+    if stored.config != base_scenario.to_dict():
+        changes.append("the scenario's definition differs from the recorded one")
+    if changes:
+        return Verdict(
+            base_scenario.name,
+            None,
+            True,
+            f"{base_scenario.name}: environment changed — re-record ({rerecord}):\n  "
+            + "\n  ".join(changes),
+            path=str(path),
+        )
+    seeds = tuple(what_if.fresh_seeds if seeds is None else seeds)
+    with _threads(threads):
+        fresh = _run_many(what_if, seeds, device, data)
+    gates = tuple(
+        prediction_gate(
+            name,
+            [v for v in stored.metrics[name] if v is not None],
+            [v for v in fresh[name] if v is not None],
+            alpha=alpha / len(GATED_METRICS),
+            higher_is_better=higher,
+        )
+        for name, higher in GATED_METRICS.items()
+    )
+    passed = all(g.passed for g in gates)
+    label = base_scenario.name + (f" with {overrides}" if overrides else "")
+    head = f"{label}: {'passed' if passed else 'CONVERGENCE REGRESSION'} ({len(seeds)} fresh seeds vs {len(stored.seeds)} stored, alpha {alpha:g})"
+    lines = [head, *(f"  {g}" for g in gates)]
+    if not passed:
+        lines.append(f"  baseline: {path}; if the change is intended, re-record: {rerecord}")
+    return Verdict(
+        base_scenario.name,
+        passed,
+        False,
+        "\n".join(lines),
+        gates,
+        {k: tuple(v) for k, v in fresh.items()},
+        str(path),
     )

@@ -1,24 +1,170 @@
-"""``netprops`` command line: a thin argparse front over the library."""
+"""``netprops`` command line: a thin argparse front over the library.
+
+Exit status: 0 success / gate passed, 1 a check or gate failed, 2 usage or data error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 
 __all__ = ["build_parser", "main"]
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value (e.g. lr=5e-4), got {item!r}")
+        overrides[key] = _parse_value(value)
+    return overrides
+
+
+def _scenario_names(names: Sequence[str]) -> list[str]:
+    from .scenarios import get, list_scenarios
+
+    for name in names:
+        get(name)  # ValueError listing the valid names
+    return list(names) or list_scenarios()
+
+
+def _cmd_baselines(args: argparse.Namespace) -> int:
+    from . import baselines
+    from .scenarios import get
+
+    names = _scenario_names(args.scenarios)
+    overrides = _parse_sets(args.set)
+    status = EXIT_OK
+    for name in names:
+        scenario = get(name)
+        if args.action == "record":
+            seeds = None if args.seeds is None else tuple(range(args.seeds))
+            path = baselines.record(
+                scenario.replace(**overrides) if overrides else scenario,
+                device=args.device,
+                seeds=seeds,
+                root=args.root,
+                overwrite=args.update,
+                threads=args.threads,
+            )
+            print(f"recorded {path}")
+        elif args.action == "compare":
+            seeds = None
+            if args.seeds is not None:
+                seeds = tuple(scenario.fresh_seeds[0] + i for i in range(args.seeds))
+            verdict = baselines.compare(
+                scenario,
+                device=args.device,
+                seeds=seeds,
+                root=args.root,
+                threads=args.threads,
+                **overrides,
+            )
+            print(verdict.message)
+            if verdict.environment_changed:
+                status = max(status, EXIT_USAGE)
+            elif not verdict.passed:
+                status = max(status, EXIT_FAILED)
+        else:
+            import torch
+
+            stored = baselines.read_baseline(
+                baselines.baseline_path(name, torch.device(args.device).type, args.root)
+            )
+            print(_describe(stored))
+    return status
+
+
+def _describe(stored: Any) -> str:
+    import numpy as np
+
+    prov = stored.provenance
+    lines = [
+        f"{stored.scenario} on {stored.device_kind}: {len(stored.seeds)} seeds, recorded {prov.get('date')} "
+        f"(torch {prov.get('torch')}, {prov.get('threads')} threads, commit {str(prov.get('git_commit'))[:10]})"
+    ]
+    for metric, values in stored.metrics.items():
+        real = np.array([v for v in values if v is not None], dtype=float)
+        missing = sum(v is None for v in values)
+        if real.size:
+            spread = f"mean {real.mean():.5g} sd {real.std(ddof=1) if real.size > 1 else 0:.3g} range {real.min():.5g}..{real.max():.5g}"
+        else:
+            spread = "no values"
+        lines.append(
+            f"  {metric:22s} {spread}" + (f" ({missing} never reached)" if missing else "")
+        )
+    return "\n".join(lines)
+
+
+def _add_baselines_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "baselines",
+        help="record, compare or show convergence baselines",
+        description="Convergence baselines: record K seeded runs per scenario, gate fresh runs against them.",
+    )
+    parser.add_argument("action", choices=("record", "compare", "show"))
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenario names (default: all)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (record: K, compare: m)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario field (what-if), e.g. --set lr=5e-4",
+    )
+    parser.add_argument("--root", default="baselines", help="baseline folder (default ./baselines)")
+    parser.add_argument(
+        "--update", action="store_true", help="record: replace existing baseline files"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads during runs (default 1, recorded in provenance)",
+    )
+    parser.set_defaults(func=_cmd_baselines)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser (subcommands register themselves here)."""
+    """Return the top-level parser with every subcommand registered."""
+    from .bench import add_bench_parser
+
     parser = argparse.ArgumentParser(
         prog="netprops",
         description="Verify the properties of PyTorch neural-network building blocks.",
     )
     parser.add_argument("--version", action="version", version=f"netprops {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_baselines_parser(subparsers)
+    add_bench_parser(subparsers)
+    try:
+        from .study import add_study_parser
+    except ImportError:  # the study package needs the report extras (matplotlib)
+        pass
+    else:
+        add_study_parser(subparsers)
     return parser
 
 
@@ -26,10 +172,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status (0 ok, 1 check failed, 2 usage/data error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     if args.command is None:
         parser.print_help()
-        return 0
-    return int(args.func(args))
+        return EXIT_OK
+    from .baselines import BaselineError
+    from .data import DatasetNotFoundError
+
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, BaselineError, DatasetNotFoundError, FileExistsError) as exc:
+        print(f"netprops {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -160,6 +160,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_int_at_least(1),
         help="torch.set_num_threads(N) for the run (e.g. 1 per worker with pytest-xdist -n auto)",
     )
+    group.addoption(
+        "--netprops-update-baselines",
+        action="store_true",
+        default=False,
+        help="convergence tests re-record their baselines instead of comparing against them",
+    )
+    group.addoption(
+        "--netprops-baselines",
+        action="store",
+        default=None,
+        metavar="DIR",
+        help="folder of the convergence baselines (default: <rootdir>/baselines)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -112,7 +112,15 @@ class MaxPool2dFunction(torch.autograd.Function):
         n, c, h, w = x.shape
         win = _windows(x, kernel, stride, padding, float("-inf"))
         out_h, out_w = win.shape[2], win.shape[3]
-        values, local = win.reshape(n, c, out_h, out_w, -1).max(dim=-1)
+        # A running max over the kH·kW strided slices: no copy of the unfolded
+        # windows (which cost more than the whole convolution stack at 28×28).
+        values = win[..., 0, 0].clone()
+        local = torch.zeros(values.shape, dtype=torch.long, device=x.device)
+        for offset in range(1, kernel[0] * kernel[1]):
+            candidate = win[..., offset // kernel[1], offset % kernel[1]]
+            better = candidate > values
+            values = torch.where(better, candidate, values)
+            local.masked_fill_(better, offset)
 
         kw = kernel[1]
         # A window whose max is -inf may report a padding cell; PyTorch routes its

@@ -36,3 +36,38 @@ def test_console_script_is_installed():
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "usage: netprops" in result.stdout
+
+
+def test_baselines_show_prints_the_stored_numbers(capsys):
+    assert main(["baselines", "show", "norm-none-b128"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("norm-none-b128 on cpu: 10 seeds")
+    assert "final_accuracy" in out
+    assert "auc_log_loss" in out
+
+
+def test_baselines_unknown_scenario_is_a_usage_error(capsys):
+    assert main(["baselines", "compare", "no-such-scenario"]) == 2
+    assert "scenario must be one of 'init-tanh-normal'" in capsys.readouterr().err
+
+
+def test_baselines_bad_set_is_a_usage_error(capsys):
+    assert main(["baselines", "compare", "arch-mlp", "--set", "lr"]) == 2
+    assert "--set expects key=value" in capsys.readouterr().err
+
+
+def test_baselines_missing_file_is_a_data_error(tmp_path, capsys):
+    assert main(["baselines", "compare", "arch-mlp", "--root", str(tmp_path)]) == 2
+    assert "no baseline recorded" in capsys.readouterr().err
+
+
+def test_baselines_record_refuses_to_overwrite(tmp_path, capsys):
+    (tmp_path / "arch-mlp.cpu.json").write_text("{}")
+    assert main(["baselines", "record", "arch-mlp", "--root", str(tmp_path)]) == 2
+    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    assert (tmp_path / "arch-mlp.cpu.json").read_text() == "{}"
+
+
+def test_baselines_unknown_field_in_set_is_a_usage_error(capsys):
+    assert main(["baselines", "compare", "arch-mlp", "--set", "learning_rate=1"]) == 2
+    assert "unknown scenario field(s) ['learning_rate']" in capsys.readouterr().err
