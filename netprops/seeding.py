@@ -53,7 +53,7 @@ def derive_seed(seed: int, *keys: object) -> int:
     so ``derive_seed(0, "layer", 3)`` names one stream forever.
     """
     seed = check_int("seed", seed, min_value=0)
-    text = repr((seed,) + tuple(keys)).encode()
+    text = repr((seed, *keys)).encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & _MAX_SEED
 
 

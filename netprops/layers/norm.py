@@ -66,6 +66,30 @@ def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     return t if t is None or t.dtype == dtype else t.to(dtype)
 
 
+# torch.compiler.is_compiling appeared in torch 2.3; before it nothing here is traced.
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+
+_SCALARS: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d tensor of ``like``'s dtype and device, cached (read-only).
+
+    A tensor operand lets ``addcmul`` add a constant without the extra dispatch
+    a Python scalar costs. Not cached while tracing (torch.compile), where a
+    fake tensor must not outlive the trace.
+    """
+    key = (value, like.dtype, like.device)
+    cached = _SCALARS.get(key)
+    if cached is None:
+        cached = torch.full((), value, dtype=like.dtype, device=like.device)
+        if not _is_compiling():
+            if len(_SCALARS) >= 64:
+                _SCALARS.clear()
+            _SCALARS[key] = cached
+    return cached
+
+
 # --------------------------------------------------------------------------- LayerNorm
 
 
@@ -88,10 +112,12 @@ class _LayerNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x2, weight, bias, eps: float):  # type: ignore[override]
         n = x2.shape[-1]
-        # Two-pass centred variance: torch.var_mean's CPU kernel is ~40x slower here.
-        xhat = x2 - x2.mean(-1, keepdim=True)
+        # Two-pass centred variance (torch.var_mean's CPU kernel is ~40x slower here).
+        # Every op below costs a few µs of dispatch at this size, so the mean is folded
+        # into the subtraction (alpha) and eps enters through a cached scalar tensor.
+        xhat = torch.sub(x2, x2.sum(-1, keepdim=True), alpha=1.0 / n)
         norm = torch.linalg.vector_norm(xhat, dim=-1, keepdim=True)
-        rstd = norm.square_().mul_(1.0 / n).add_(eps).rsqrt_()
+        rstd = torch.addcmul(_scalar(eps, xhat), norm, norm, value=1.0 / n).rsqrt_()
         xhat.mul_(rstd)
         if weight is not None and bias is not None:
             y = torch.addcmul(bias, xhat, weight)
@@ -125,9 +151,10 @@ class _LayerNormFunction(torch.autograd.Function):
             # normalized dim; the weighted row means are matrix-vector products.
             n = x2.shape[-1]
             if weight is not None:
-                w_n = torch.mul(weight, -1.0 / n).unsqueeze_(-1)
-                neg_mean_gx = torch.mm(buf, w_n)
-                neg_mean_g = torch.mm(dy, w_n)
+                # addmm with beta=0 ignores its first argument and scales by alpha in the GEMV.
+                w_col = weight.unsqueeze(-1)
+                neg_mean_gx = torch.addmm(rstd, buf, w_col, beta=0, alpha=-1.0 / n)
+                neg_mean_g = torch.addmm(rstd, dy, w_col, beta=0, alpha=-1.0 / n)
                 torch.addcmul(neg_mean_g, dy, weight, out=buf)
             else:
                 neg_mean_gx = buf.sum(-1, keepdim=True).mul_(-1.0 / n)
@@ -364,19 +391,22 @@ def _channel_sumsq(xc: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
 class _BatchNormFunction(torch.autograd.Function):
     """Training-mode BatchNorm of ``(N, C, *)`` with batch statistics.
 
-    Returns ``(y, mean, biased_var)``; the statistics (shape ``(C,)``) are
-    non-differentiable side outputs for the running-stat update.
+    Returns ``(y, sum, sumsq)``: the per-channel sum of ``x`` and of the squared
+    deviations ``(x − μ)²`` (shape ``(C,)``), non-differentiable side outputs from
+    which :func:`batch_norm` updates the running statistics.
     """
 
     @staticmethod
     def forward(ctx: Any, x, weight, bias, eps: float):  # type: ignore[override]
         inv_n = 1.0 / (x.numel() // x.shape[1])
-        mean = _channel_sum(x).mul_(inv_n)
+        total = _channel_sum(x)
         # Two-pass centred variance: torch.var_mean's CPU kernel is far slower here.
-        xc = x - _per_channel(mean, x)
+        # Each op costs a few µs of dispatch at this size: the mean is folded into the
+        # subtraction (alpha) and eps enters through a cached scalar tensor.
+        xc = torch.sub(x, _per_channel(total, x), alpha=inv_n)
         y = torch.empty_like(xc)
-        var = _channel_sumsq(xc, y).mul_(inv_n)
-        rstd = var.add(eps).rsqrt_()
+        sumsq = _channel_sumsq(xc, y)
+        rstd = torch.add(_scalar(eps, xc), sumsq, alpha=inv_n).rsqrt_()
         scale = rstd * weight if weight is not None else rstd
         if bias is not None:
             torch.addcmul(_per_channel(bias, x), xc, _per_channel(scale, x), out=y)
@@ -384,8 +414,8 @@ class _BatchNormFunction(torch.autograd.Function):
             torch.mul(xc, _per_channel(scale, x), out=y)
         ctx.eps = eps
         ctx.save_for_backward(x, weight, bias, xc, rstd)
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        ctx.mark_non_differentiable(total, sumsq)
+        return y, total, sumsq
 
     @staticmethod
     def backward(ctx: Any, dy, _dmean, _dvar):  # type: ignore[override]
@@ -464,13 +494,18 @@ def batch_norm(
         raise ValueError(
             f"Expected more than 1 value per channel when training, got input size {x.size()}"
         )
-    y, mean, var = _BatchNormFunction.apply(xc, w, b, eps)
-    # mean/var are non-differentiable outputs, so these in-place updates record no graph.
-    # lerp_(new, m) is (1 − m)·old + m·new in one op.
+    y, total, sumsq = _BatchNormFunction.apply(xc, w, b, eps)
+    # total/sumsq are non-differentiable outputs, so these in-place updates record no
+    # graph: x̂ ← (1 − m)·x̂ + m·x_t with x_t = total/n (mean) or sumsq/(n − 1) (unbiased
+    # variance), the division folded into add_'s alpha.
     if running_mean is not None:
-        running_mean.lerp_(_cast(mean, running_mean.dtype), momentum)
+        running_mean.mul_(1.0 - momentum).add_(
+            _cast(total, running_mean.dtype), alpha=momentum / n
+        )
     if running_var is not None:
-        running_var.lerp_(_cast(var.mul_(n / (n - 1)), running_var.dtype), momentum)
+        running_var.mul_(1.0 - momentum).add_(
+            _cast(sumsq, running_var.dtype), alpha=momentum / (n - 1)
+        )
     return _cast(y, x.dtype)
 
 
