@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _no_global_rng_leak():
