@@ -1,0 +1,282 @@
+"""Dropout and DropConnect: expectation, drop rate, eval determinism, gradients through the mask.
+
+Statistical levels (see conftest.py): every Monte Carlo check runs at
+``MC_ALPHA = ALPHA/4``. ``check_expectation_equal`` compares ``Z_i = √N(ȳ_i − μ_i)/σ_i``
+with normal quantiles, but one draw of an output is a weighted sum of Bernoulli
+variables (a single one for Dropout or a one-input DropConnect), so Z is a
+standardized binomial in the worst case. Its exact tails, computed by
+enumerating ``B ~ Bin(N, 1−p)`` (and an m-fold convolution for ``ΣZ²``), exceed
+the normal ones: at p ∈ [0.2, 0.8], N = 1000, m ≤ 16 the check given ``ALPHA/4``
+fails a correct layer with probability ≤ 0.8·ALPHA (given ``ALPHA`` itself: up
+to 2.7·ALPHA; at p = 0.1 or 0.9: up to 10·ALPHA). Hence the drawn p stays in
+[0.2, 0.8] (plus the exact edge p = 0), N = 1000 draws and ≤ 16 outputs.
+
+``ΣZ_i²`` is tested against χ²_m, which needs independent outputs: DropConnect
+with one mask shared by the batch (``per_sample=False``) correlates rows, and a
+convolution's output positions share the kernel mask. So shared-mask layers get
+batch size 1 and convolutions a 1×1 output map here.
+
+Dropout has no ``output_variance`` and the check's sample-variance fallback is
+not usable at these levels: an output kept in all N draws has sample variance 0
+up to rounding, and the check then either compares its mean x/(1−p) with x
+exactly or divides by the rounding noise (|Z| ~ 1e5); and its t quantiles ignore
+the skew of the draws. So Dropout is checked through :class:`ExactVarianceDropout`,
+which adds METHODS §3's exact ``Var y = x²·p/(1−p)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from netprops import make_generator
+from netprops.checks.contract import check_train_eval_contract
+from netprops.checks.stochastic import check_drop_rate, check_expectation_equal
+from netprops.layers.dropout import DropConnectConv2d, DropConnectLinear, Dropout
+from netprops.strategies import batch_sizes, probabilities, seeds, widths
+
+from .conftest import ALPHA, hypothesis_settings, randn, statistical
+
+MC_ALPHA = ALPHA / 4
+MC_SAMPLES = 1000
+DROP_RATE_ENTRIES = 20_000
+
+# p = 0 (exactly the identity / F.linear) or p in [0.2, 0.8] (see the module docstring)
+drop_probs = st.one_of(st.just(0.0), probabilities(min_value=0.2, max_value=0.8))
+
+
+class ExactVarianceDropout(Dropout):
+    """netprops Dropout plus the exact variance of its training output, ``x²·p/(1−p)``."""
+
+    def output_variance(self, x: torch.Tensor) -> torch.Tensor:
+        return x.square() * (self.p / (1.0 - self.p))
+
+
+def _linear(in_f, out_f, p, per_sample, seed, device, dtype=torch.float64):
+    return DropConnectLinear(
+        in_f,
+        out_f,
+        p=p,
+        per_sample=per_sample,
+        generator=make_generator(seed, device),
+        device=device,
+        dtype=dtype,
+    )
+
+
+def _conv(c_in, c_out, k, p, per_sample, seed, device, dtype=torch.float64, **kwargs):
+    return DropConnectConv2d(
+        c_in,
+        c_out,
+        k,
+        p=p,
+        per_sample=per_sample,
+        generator=make_generator(seed, device),
+        device=device,
+        dtype=dtype,
+        **kwargs,
+    )
+
+
+# --------------------------------------------------------------------------- expectation
+@statistical(max_examples=8)
+@given(p=drop_probs, rows=batch_sizes(max_value=4), features=widths(max_value=4), seed=seeds())
+@example(p=0.0, rows=1, features=1, seed=0)
+@example(p=0.5, rows=1, features=1, seed=1)
+def test_dropout_mean_equals_input(device, p, rows, features, seed):
+    x = randn((rows, features), seed, device, torch.float64)
+    drop = ExactVarianceDropout(p)
+    result = check_expectation_equal(
+        drop, lambda t: t, x, n_samples=MC_SAMPLES, alpha=MC_ALPHA, seed=seed
+    )
+    assert result.details["variance"] == "exact"
+    assert drop.training  # the check restores the mode it found
+
+
+@statistical(max_examples=10)
+@given(
+    p=drop_probs,
+    per_sample=st.booleans(),
+    rows=batch_sizes(max_value=4),
+    in_f=widths(max_value=8),
+    out_f=widths(max_value=4),
+    bias=st.booleans(),
+    seed=seeds(),
+)
+@example(p=0.0, per_sample=False, rows=1, in_f=1, out_f=1, bias=True, seed=0)
+@example(p=0.5, per_sample=True, rows=1, in_f=1, out_f=1, bias=False, seed=0)
+def test_dropconnect_linear_mean_equals_linear(
+    device, p, per_sample, rows, in_f, out_f, bias, seed
+):
+    rows = rows if per_sample else 1  # shared masks correlate rows (module docstring)
+    layer = DropConnectLinear(
+        in_f,
+        out_f,
+        p=p,
+        bias=bias,
+        per_sample=per_sample,
+        generator=make_generator(seed, device),
+        device=device,
+        dtype=torch.float64,
+    )
+    x = randn((rows, in_f), seed + 1, device, torch.float64)
+    result = check_expectation_equal(
+        layer,
+        lambda t: F.linear(t, layer.weight, layer.bias),
+        x,
+        n_samples=MC_SAMPLES,
+        alpha=MC_ALPHA,
+        seed=seed,
+    )
+    assert result.details["variance"] == "exact"
+
+
+@statistical(max_examples=3)
+@given(
+    p=drop_probs,
+    per_sample=st.booleans(),
+    c_in=st.integers(1, 3),
+    c_out=st.integers(1, 4),
+    k=st.integers(1, 3),
+    seed=seeds(),
+)
+@example(p=0.0, per_sample=False, c_in=1, c_out=1, k=1, seed=0)
+def test_dropconnect_conv_mean_equals_conv(device, p, per_sample, c_in, c_out, k, seed):
+    layer = _conv(c_in, c_out, k, p, per_sample, seed, device)
+    # a 1×1 output map: output positions would share the kernel mask (module docstring)
+    x = randn((1, c_in, k, k), seed + 1, device, torch.float64)
+    check_expectation_equal(
+        layer,
+        lambda t: F.conv2d(t, layer.weight, layer.bias),
+        x,
+        n_samples=MC_SAMPLES,
+        alpha=MC_ALPHA,
+        seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- drop rate
+@statistical(max_examples=10)
+@given(p=probabilities(), seed=seeds())
+@example(p=0.0, seed=0)
+def test_dropout_drop_rate_and_rescale(device, p, seed):
+    result = check_drop_rate(
+        Dropout(p), p, seed=seed, n=DROP_RATE_ENTRIES, alpha=ALPHA, device=device
+    )
+    low, high = result.bound
+    assert low <= result.statistic <= high
+    if p == 0:
+        assert result.statistic == 0
+
+
+@statistical(max_examples=10)
+@given(
+    p=probabilities(),
+    conv=st.booleans(),
+    per_sample=st.booleans(),
+    width=widths(max_value=16),
+    seed=seeds(),
+)
+@example(p=0.0, conv=False, per_sample=False, width=1, seed=0)
+def test_dropconnect_drop_rate_and_kept_weights(device, p, conv, per_sample, width, seed):
+    if conv:
+        layer = _conv(width, 3, 3, p, per_sample, seed, device, torch.float32)
+    else:
+        layer = _linear(width, 5, p, per_sample, seed, device, torch.float32)
+    result = check_drop_rate(layer, p, seed=seed, n=DROP_RATE_ENTRIES, alpha=ALPHA)
+    assert result.details["source"] == "weight mask"
+
+
+# --------------------------------------------------------------------------- eval mode
+@given(
+    kind=st.sampled_from(["dropout", "linear", "linear_per_sample", "conv"]),
+    p=probabilities(),
+    rows=batch_sizes(max_value=6),
+    seed=seeds(),
+)
+@example(kind="dropout", p=0.5, rows=1, seed=0)
+@example(kind="linear", p=0.0, rows=1, seed=0)
+@hypothesis_settings()
+def test_eval_is_deterministic_and_draws_nothing(device, kind, p, rows, seed):
+    if kind == "dropout":
+        module, x = Dropout(p, generator=make_generator(seed, device)), (rows, 7)
+    elif kind == "conv":
+        module, x = (
+            _conv(2, 3, 3, p, False, seed, device, torch.float32, padding=1),
+            (rows, 2, 5, 5),
+        )
+    else:
+        module = _linear(6, 4, p, kind == "linear_per_sample", seed, device, torch.float32)
+        x = (rows, 6)
+    result = check_train_eval_contract(module, randn(x, seed + 1, device), seed=seed)
+    expected = {"dropout": "identity", "conv": "conv2d"}.get(kind, "F.linear")
+    assert result.details["dropout_like"] == {"module": expected}
+
+
+# --------------------------------------------------------------------------- gradients
+@given(p=probabilities(), per_sample=st.booleans(), rows=batch_sizes(max_value=5), seed=seeds())
+@example(p=0.0, per_sample=False, rows=1, seed=0)
+@example(p=0.5, per_sample=True, rows=1, seed=0)
+@hypothesis_settings()
+def test_dropconnect_linear_gradient_flows_only_through_kept_weights(
+    device, p, per_sample, rows, seed
+):
+    layer = _linear(6, 4, p, per_sample, seed, device)
+    x = randn((rows, 6), seed + 1, device, torch.float64).requires_grad_(True)
+    g = randn((rows, 4), seed + 2, device, torch.float64)
+    layer.train()(x).backward(g)
+    q = 1.0 - p
+    if p == 0:
+        mask = torch.ones((rows, 4, 6) if per_sample else (4, 6), device=device, dtype=x.dtype)
+    else:
+        mask = layer.last_mask
+    if per_sample:
+        expected_w = torch.einsum("bo,bi,boi->oi", g, x.detach(), mask) / q
+        expected_x = torch.einsum("bo,boi->bi", g, layer.weight.detach() * mask / q)
+    else:
+        expected_w = (g.T @ x.detach()) * mask / q
+        expected_x = g @ (layer.weight.detach() * mask / q)
+        assert torch.all(layer.weight.grad[mask == 0] == 0)  # dropped weights get exactly 0
+    torch.testing.assert_close(layer.weight.grad, expected_w)
+    torch.testing.assert_close(layer.bias.grad, g.sum(0))
+    torch.testing.assert_close(x.grad, expected_x)
+
+
+@given(p=probabilities(), per_sample=st.booleans(), rows=batch_sizes(max_value=3), seed=seeds())
+@example(p=0.0, per_sample=False, rows=1, seed=0)
+@hypothesis_settings(max_examples=10)
+def test_dropconnect_conv_gradient_flows_only_through_kept_weights(
+    device, p, per_sample, rows, seed
+):
+    layer = _conv(2, 3, 3, p, per_sample, seed, device, padding=1)
+    x = randn((rows, 2, 5, 5), seed + 1, device, torch.float64)
+    g = randn((rows, 3, 5, 5), seed + 2, device, torch.float64)
+    layer.train()(x).backward(g)
+    q = 1.0 - p
+    mask = layer.last_mask if p > 0 else torch.ones_like(layer.weight)
+    masks = mask if per_sample else mask.expand(rows, *mask.shape)
+    expected = torch.zeros_like(layer.weight)
+    for b in range(rows):  # the gradient of F.conv2d at example b's effective kernel
+        w_eff = (layer.weight.detach() * masks[b] / q).requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.conv2d(x[b : b + 1], w_eff, padding=1), w_eff, g[b : b + 1])
+        expected += grad * masks[b] / q
+    torch.testing.assert_close(layer.weight.grad, expected)
+    if not per_sample:
+        assert torch.all(layer.weight.grad[mask == 0] == 0)
+
+
+@given(p=probabilities(), shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), seed=seeds())
+@example(p=0.0, shape=[1], seed=0)
+@hypothesis_settings()
+def test_dropout_gradient_is_the_forward_mask(device, p, shape, seed):
+    drop = Dropout(p, generator=make_generator(seed, device))
+    x = randn(tuple(shape), seed + 1, device, torch.float64, offset=3.0).abs().requires_grad_(True)
+    g = randn(tuple(shape), seed + 2, device, torch.float64)
+    y = drop.train()(x)
+    y.backward(g)
+    kept = y.detach() != 0  # x > 0 everywhere, so y = 0 exactly where the mask dropped
+    scale = torch.where(kept, 1.0 / (1.0 - p), 0.0)
+    torch.testing.assert_close(y.detach(), x.detach() * scale)
+    torch.testing.assert_close(x.grad, g * scale)
