@@ -129,3 +129,33 @@ def test_drop_rate_validation():
         check_drop_rate(nn.Dropout(0.5), 1.0)
     with pytest.raises(TypeError, match="module must be Module"):
         check_drop_rate(lambda x: x, 0.5)
+
+
+def test_rarely_dropped_outputs_do_not_fail_the_sample_variance_path(device):
+    """An output kept in all N draws has sample variance 0; that proves nothing and is left out."""
+    result = check_expectation_equal(
+        nn.Dropout(0.001), lambda x: x, torch.ones(4, 16, device=device), seed=0
+    )
+    assert result.details["constant_in_every_draw"] > 0
+    assert result.statistic <= result.bound
+
+
+def test_shared_mask_rows_are_not_summed_as_independent(device):
+    layer = netprops.layers.DropConnectLinear(
+        8, 5, p=0.5, generator=netprops.make_generator(3, device)
+    ).to(device)
+    x = _x(device, (6, 8))
+    result = check_expectation_equal(
+        layer, lambda t: torch.nn.functional.linear(t, layer.weight, layer.bias), x, n_samples=300
+    )
+    assert result.details["sum_z2_outputs"] == 5  # one row: the rows share the mask
+    per_example = netprops.layers.DropConnectLinear(
+        8, 5, p=0.5, per_sample=True, generator=netprops.make_generator(3, device)
+    ).to(device)
+    result = check_expectation_equal(
+        per_example,
+        lambda t: torch.nn.functional.linear(t, per_example.weight, per_example.bias),
+        x,
+        n_samples=300,
+    )
+    assert result.details["sum_z2_outputs"] == 30
