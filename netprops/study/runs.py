@@ -1,0 +1,216 @@
+"""One training of a study, and the state shared while a study runs.
+
+Every training is a scenario of :mod:`netprops.scenarios` (derived with
+``Scenario.replace`` where a study needs other steps or batch sizes) trained
+by :func:`netprops.train.train` exactly as :func:`netprops.scenarios.run_scenario`
+does, with the same seeds, but keeping the trained model (for inference
+timing and the confusion matrix) and showing a progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Data, Split
+from ..devices import resolve_device
+from ..errors import check_int, check_positive_int, check_type
+from ..init import init_network
+from ..models import create
+from ..scenarios import Scenario
+from ..seeding import derive_seed, make_generator
+from ..train import History, train
+from .config import StudyConfig
+
+__all__ = ["Context", "Run", "inference_ms_per_1000", "predict", "restrict_test", "train_run"]
+
+log = logging.getLogger(__name__)
+
+# Expected, reportable failures: BatchNorm in training mode needs two values per channel.
+_EXPECTED_FAILURES = ("Expected more than 1 value per channel",)
+_EVAL_BATCH = 1000
+
+
+@dataclass
+class Run:
+    """One seeded training of one scenario.
+
+    ``metrics``: ``final_accuracy``, ``final_test_loss``, ``auc_log_loss``,
+    ``train_time_s`` and, when the scenario trains on a subset of at most
+    10,000 images, ``train_accuracy`` (a full pass in eval mode) and
+    ``train_test_gap``. ``error`` holds the message of an expected failure
+    (then ``history`` and ``model`` are None).
+    """
+
+    scenario: Scenario
+    seed: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: History | None = None
+    model: nn.Module | None = None
+    test: Split | None = None
+    error: str | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["final_accuracy"]
+
+
+def restrict_test(data: Data, n: int | None) -> Data:
+    """``data`` with its test split cut to a fixed subset of ``n`` images (seed 0), as the scenarios do."""
+    if n is None or n >= len(data.test):
+        return data
+    return dataclasses.replace(data, test=data.test.subset(n, seed=0))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split) -> torch.Tensor:
+    """Predicted classes of ``split`` in eval mode (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    x = split.float(next(model.parameters()).dtype)
+    preds = torch.cat(
+        [model(x[i : i + _EVAL_BATCH]).argmax(1) for i in range(0, len(x), _EVAL_BATCH)]
+    )
+    model.train(was_training)
+    return preds
+
+
+def train_run(
+    scenario: Scenario,
+    seed: int,
+    data: Data,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+) -> Run:
+    """Train ``scenario`` with ``seed`` as ``run_scenario`` does, keeping the model.
+
+    The model, its initialization, the batches and the evaluation subset are
+    those of :func:`netprops.scenarios.run_scenario` for the same scenario and
+    seed, so ``final_accuracy`` and ``auc_log_loss`` agree with it exactly on
+    the CPU. ``progress`` is passed to :func:`netprops.train.train`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        as :func:`netprops.train.train` and :func:`netprops.models.create`.
+    """
+    check_type("scenario", scenario, Scenario)
+    seed = check_int("seed", seed, min_value=0)
+    dev = resolve_device(device)
+    model = create(
+        scenario.model, seed=derive_seed(seed, scenario.name, "model"), **scenario.model_args
+    )
+    if scenario.init is not None:
+        init_network(
+            model,
+            scenario.init,
+            generator=make_generator(derive_seed(seed, scenario.name, "init")),
+            **scenario.init_params,
+        )
+    data = restrict_test(data.to(dev), scenario.test_subset)
+    track = (
+        ("loss", "accuracy", "grad_norms") if scenario.track_grad_norms else ("loss", "accuracy")
+    )
+    history = train(
+        model,
+        data,
+        steps=scenario.steps,
+        batch_size=scenario.batch_size,
+        optimizer=scenario.optimizer,
+        lr=scenario.lr,
+        weight_decay=scenario.weight_decay,
+        seed=seed,
+        device=dev,
+        eval_every=scenario.eval_every,
+        track=track,
+        progress=progress,
+        train_subset=scenario.train_subset,
+    )
+    metrics = {
+        "final_accuracy": history.final_test_accuracy,
+        "final_test_loss": history.test_loss[-1],
+        "auc_log_loss": history.area_under_log_loss(),
+        "train_time_s": history.train_time_s,
+    }
+    if scenario.train_subset is not None and scenario.train_subset <= 10_000:
+        split = data.train.subset(scenario.train_subset, seed=0)
+        correct = (predict(model, split) == split.labels).sum().item()
+        metrics["train_accuracy"] = correct / len(split)
+        metrics["train_test_gap"] = metrics["train_accuracy"] - metrics["final_accuracy"]
+    return Run(scenario, seed, metrics, history, model, data.test)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def inference_ms_per_1000(
+    model: nn.Module, x: torch.Tensor, *, repeats: int = 1, batch: int = 500
+) -> float:
+    """Median time of an eval-mode forward pass over ``x``, in ms per 1000 images.
+
+    One warm-up pass on a few images first (lazy kernels, allocator). The model's
+    mode is restored.
+    """
+    repeats = check_positive_int("repeats", repeats)
+    batch = check_positive_int("batch", batch)
+    was_training = model.training
+    model.eval()
+    dev = x.device
+    model(x[: min(len(x), 32)])
+    times = []
+    for _ in range(repeats):
+        _sync(dev)
+        start = time.perf_counter()
+        for i in range(0, len(x), batch):
+            model(x[i : i + batch])
+        _sync(dev)
+        times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return statistics.median(times) / len(x) * 1000 * 1000
+
+
+@dataclass
+class Context:
+    """What a study needs while it runs: config, data, device, progress bars, best run so far.
+
+    :meth:`run` trains one scenario; an expected failure (BatchNorm at batch
+    size 1) becomes a :class:`Run` with ``error`` set, any other error propagates.
+    """
+
+    config: StudyConfig
+    data: Data
+    device: torch.device
+    progress: bool | None
+    bar: Any = None
+    best: Run | None = None
+
+    def run(self, scenario: Scenario, seed: int) -> Run:
+        """Train ``scenario`` with ``seed``, update the progress bar and the best run."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{scenario.name} seed {seed}")
+        log.info("training %s (seed %d, %d steps)", scenario.name, seed, scenario.steps)
+        try:
+            result = train_run(
+                scenario, seed, self.data, device=self.device, progress=self.progress
+            )
+        except ValueError as exc:
+            if not any(marker in str(exc) for marker in _EXPECTED_FAILURES):
+                raise
+            log.info("%s (seed %d) cannot train: %s", scenario.name, seed, exc)
+            result = Run(scenario, seed, error=str(exc))
+        if self.bar is not None:
+            self.bar.update()
+        if result.error is None and (self.best is None or result.accuracy > self.best.accuracy):
+            self.best = result
+        return result
