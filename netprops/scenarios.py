@@ -91,12 +91,14 @@ class Scenario:
 
 @dataclass(frozen=True)
 class RunResult:
-    """Metrics of one seeded run of a scenario, plus its :class:`History`."""
+    """Metrics of one seeded run of a scenario, its :class:`History`, the trained model and the test split used."""
 
     scenario: str
     seed: int
     metrics: Mapping[str, float | None]
     history: History
+    model: nn.Module | None = None
+    test: Split | None = None
 
 
 _SEED_NET = "mlp-784-500-100-100-10"
@@ -265,6 +267,7 @@ def run_scenario(
     *,
     device: str | torch.device = "cpu",
     data: Data | None = None,
+    progress: bool | None = False,
 ) -> RunResult:
     """Train ``scenario`` once with ``seed`` and return its metrics.
 
@@ -274,6 +277,7 @@ def run_scenario(
     ``train_accuracy`` (full pass over the training subset, eval mode, when the
     subset has at most 10,000 images), ``train_test_gap`` and, with
     ``track_grad_norms``, ``first_layer_grad_norm`` (mean over steps).
+    ``progress`` is passed to :func:`netprops.train.train` (False: no bar).
     """
     if isinstance(scenario, str):
         scenario = get(scenario)
@@ -307,7 +311,7 @@ def run_scenario(
         device=device,
         eval_every=scenario.eval_every,
         track=track,
-        progress=False,
+        progress=progress,
         train_subset=scenario.train_subset,
     )
     metrics: dict[str, float | None] = {
@@ -324,4 +328,4 @@ def run_scenario(
     if scenario.track_grad_norms and history.grad_norms:
         first = next(iter(history.grad_norms.values()))
         metrics["first_layer_grad_norm"] = sum(first) / len(first)
-    return RunResult(scenario.name, seed, metrics, history)
+    return RunResult(scenario.name, seed, metrics, history, model, data.test)

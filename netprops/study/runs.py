@@ -22,11 +22,8 @@ from torch import nn
 from ..data import Data, Split
 from ..devices import resolve_device
 from ..errors import check_int, check_positive_int, check_type
-from ..init import init_network
-from ..models import create
-from ..scenarios import Scenario
-from ..seeding import derive_seed, make_generator
-from ..train import History, train
+from ..scenarios import Scenario, run_scenario
+from ..train import History
 from .config import StudyConfig
 
 __all__ = ["Context", "Run", "inference_ms_per_1000", "predict", "restrict_test", "train_run"]
@@ -104,48 +101,20 @@ def train_run(
     """
     check_type("scenario", scenario, Scenario)
     seed = check_int("seed", seed, min_value=0)
-    dev = resolve_device(device)
-    model = create(
-        scenario.model, seed=derive_seed(seed, scenario.name, "model"), **scenario.model_args
+    result = run_scenario(
+        scenario, seed, device=resolve_device(device), data=data, progress=progress
     )
-    if scenario.init is not None:
-        init_network(
-            model,
-            scenario.init,
-            generator=make_generator(derive_seed(seed, scenario.name, "init")),
-            **scenario.init_params,
-        )
-    data = restrict_test(data.to(dev), scenario.test_subset)
-    track = (
-        ("loss", "accuracy", "grad_norms") if scenario.track_grad_norms else ("loss", "accuracy")
-    )
-    history = train(
-        model,
-        data,
-        steps=scenario.steps,
-        batch_size=scenario.batch_size,
-        optimizer=scenario.optimizer,
-        lr=scenario.lr,
-        weight_decay=scenario.weight_decay,
-        seed=seed,
-        device=dev,
-        eval_every=scenario.eval_every,
-        track=track,
-        progress=progress,
-        train_subset=scenario.train_subset,
-    )
+    history = result.history
     metrics = {
         "final_accuracy": history.final_test_accuracy,
         "final_test_loss": history.test_loss[-1],
         "auc_log_loss": history.area_under_log_loss(),
         "train_time_s": history.train_time_s,
     }
-    if scenario.train_subset is not None and scenario.train_subset <= 10_000:
-        split = data.train.subset(scenario.train_subset, seed=0)
-        correct = (predict(model, split) == split.labels).sum().item()
-        metrics["train_accuracy"] = correct / len(split)
-        metrics["train_test_gap"] = metrics["train_accuracy"] - metrics["final_accuracy"]
-    return Run(scenario, seed, metrics, history, model, data.test)
+    for key in ("train_accuracy", "train_test_gap"):
+        if key in result.metrics:
+            metrics[key] = result.metrics[key]
+    return Run(scenario, seed, metrics, history, result.model, result.test)
 
 
 def _sync(device: torch.device) -> None:
