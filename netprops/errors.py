@@ -40,9 +40,7 @@ def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> Any:
     """Raise TypeError unless ``value`` is an instance of ``types``."""
     if not isinstance(value, types):
         names = (
-            " or ".join(t.__name__ for t in types)
-            if isinstance(types, tuple)
-            else types.__name__
+            " or ".join(t.__name__ for t in types) if isinstance(types, tuple) else types.__name__
         )
         raise TypeError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
     return value

@@ -32,8 +32,12 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("netprops") or str(__import__("pathlib").Path(sys.executable).with_name("netprops"))
-    result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False, timeout=120)
+    exe = shutil.which("netprops") or str(
+        __import__("pathlib").Path(sys.executable).with_name("netprops")
+    )
+    result = subprocess.run(
+        [exe, "--help"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "usage: netprops" in result.stdout
 

@@ -17,17 +17,53 @@ from netprops.seeding import derive_seed, make_generator, resolve_generator, see
     [
         (lambda: errors.check_int("n", 1.5), TypeError, r"n must be an int, got 1\.5"),
         (lambda: errors.check_int("n", True), TypeError, r"n must be an int, got True"),
-        (lambda: errors.check_positive_int("width", 0), ValueError, r"width must be an int >= 1, got 0"),
-        (lambda: errors.check_probability("p", 1.0), ValueError, r"p must be a probability in \[0, 1\), got 1\.0"),
+        (
+            lambda: errors.check_positive_int("width", 0),
+            ValueError,
+            r"width must be an int >= 1, got 0",
+        ),
+        (
+            lambda: errors.check_probability("p", 1.0),
+            ValueError,
+            r"p must be a probability in \[0, 1\), got 1\.0",
+        ),
         (lambda: errors.check_probability("p", -0.1), ValueError, r"got -0\.1"),
-        (lambda: errors.check_probability("p", "a"), TypeError, r"p must be a real number, got 'a'"),
+        (
+            lambda: errors.check_probability("p", "a"),
+            TypeError,
+            r"p must be a real number, got 'a'",
+        ),
         (lambda: errors.check_probability("p", math.nan), ValueError, r"p must be finite"),
-        (lambda: errors.check_positive_float("std", -1.0), ValueError, r"std must be a finite number > 0"),
-        (lambda: errors.check_choice("mode", "x", ("fan_in", "fan_out")), ValueError, r"'fan_in', 'fan_out'; got 'x'"),
-        (lambda: errors.check_float_tensor("x", torch.ones(2, dtype=torch.long)), TypeError, r"x must be a floating-point tensor"),
-        (lambda: errors.check_float_tensor("x", [1.0]), TypeError, r"x must be a torch.Tensor, got list"),
-        (lambda: errors.check_min_dims("weight", torch.ones(3), 2), ValueError, r"weight must have at least 2 dimensions, got shape \(3,\)"),
-        (lambda: errors.check_type("generator", 3, torch.Generator), TypeError, r"generator must be Generator"),
+        (
+            lambda: errors.check_positive_float("std", -1.0),
+            ValueError,
+            r"std must be a finite number > 0",
+        ),
+        (
+            lambda: errors.check_choice("mode", "x", ("fan_in", "fan_out")),
+            ValueError,
+            r"'fan_in', 'fan_out'; got 'x'",
+        ),
+        (
+            lambda: errors.check_float_tensor("x", torch.ones(2, dtype=torch.long)),
+            TypeError,
+            r"x must be a floating-point tensor",
+        ),
+        (
+            lambda: errors.check_float_tensor("x", [1.0]),
+            TypeError,
+            r"x must be a torch.Tensor, got list",
+        ),
+        (
+            lambda: errors.check_min_dims("weight", torch.ones(3), 2),
+            ValueError,
+            r"weight must have at least 2 dimensions, got shape \(3,\)",
+        ),
+        (
+            lambda: errors.check_type("generator", 3, torch.Generator),
+            TypeError,
+            r"generator must be Generator",
+        ),
     ],
 )
 def test_validators_name_argument_value_and_allowed(call, exc, pattern):
@@ -101,7 +137,10 @@ def test_tf32_and_deterministic_switches_restore_state():
         assert torch.backends.cuda.matmul.allow_tf32 is False
         assert torch.backends.cudnn.allow_tf32 is False
         assert torch.are_deterministic_algorithms_enabled()
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled()) == old
+    assert (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.are_deterministic_algorithms_enabled(),
+    ) == old
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
