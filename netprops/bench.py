@@ -40,7 +40,7 @@ from .data import Data, DatasetCorruptError, DatasetNotFoundError, load_dataset,
 from .devices import cuda_available, resolve_device
 from .errors import check_positive_int, check_type
 from .seeding import make_generator, seeded_global_rng
-from .train import _evaluate, train
+from .train import evaluate, train
 
 __all__ = [
     "TARGET_RATIO",
@@ -288,7 +288,7 @@ def _cuda_graph_epoch(data: Data, device: torch.device, seed: int) -> CudaGraphB
         opt.step()
     _sync(device)
     graph_s = time.perf_counter() - t0
-    _, accuracy = _evaluate(model, data.test.float(), data.test.labels)
+    _, accuracy = evaluate(model, data.test)
     return CudaGraphBench(
         batch_size=batch,
         steps=full + (1 if rest else 0),

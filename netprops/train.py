@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Data
+from .data import Data, Split
 from .devices import resolve_device
 from .errors import (
     check_choice,
@@ -43,7 +43,7 @@ from .errors import (
 )
 from .seeding import derive_seed, make_generator
 
-__all__ = ["OPTIMIZERS", "TRACKABLE", "History", "make_optimizer", "train"]
+__all__ = ["OPTIMIZERS", "TRACKABLE", "History", "evaluate", "make_optimizer", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def _progress_bar(show: bool, total: int, desc: str) -> Any:
     if not show:
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:  # tqdm is an optional extra
         log.info("progress requested but tqdm is not installed")
         return None
@@ -353,6 +353,24 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
     model.train(was_training)
     n = x.shape[0]
     return loss_sum.item() / n, correct.item() / n
+
+
+def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split``, as :func:`train` evaluates.
+
+    The model runs in eval mode under ``no_grad`` (its mode is restored), on
+    the split's normalized images in the model's parameter dtype, in batches
+    of 1000. ``split`` must be on the model's device.
+
+    Returns
+    -------
+    (loss, accuracy) : tuple of float
+    """
+    check_type("model", model, nn.Module)
+    check_type("split", split, Split)
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    return _evaluate(model, split.float(dtype), split.labels)
 
 
 def _sync(device: torch.device) -> None:

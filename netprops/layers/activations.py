@@ -114,7 +114,7 @@ class TanhFunction(torch.autograd.Function):
 # CPU, so the piecewise functions below build their 0/1 step from sign() instead.
 def _step(t: torch.Tensor) -> torch.Tensor:
     """``1.0`` where ``t > 0``, else ``0.0`` (NaN stays NaN)."""
-    return torch.sign(t).clamp_min(0)
+    return torch.sign(t).clamp_min_(0)  # in place on sign's fresh output: one allocation
 
 
 class ReLUFunction(torch.autograd.Function):
@@ -139,7 +139,7 @@ class ReLUFunction(torch.autograd.Function):
 def _leaky_coefficient(x: torch.Tensor, slope: float) -> torch.Tensor:
     """``1`` where ``x > 0``, ``slope`` elsewhere (NaN stays NaN)."""
     if 0 <= slope <= 1:  # sign(x) is -1/0/1, so clamping at slope gives slope/slope/1
-        return torch.sign(x).clamp_min(slope)
+        return torch.sign(x).clamp_min_(slope)  # in place on sign's fresh output
     start = torch.full((), slope, dtype=x.dtype, device=x.device)
     # lerp with a 0/1 weight returns exactly one of its ends
     return torch.lerp(start, torch.ones_like(start), _step(x))
