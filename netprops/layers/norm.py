@@ -112,10 +112,13 @@ class _LayerNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x2, weight, bias, eps: float):  # type: ignore[override]
         n = x2.shape[-1]
-        # Two-pass centred variance (torch.var_mean's CPU kernel is ~40x slower here).
-        # Every op below costs a few µs of dispatch at this size, so the mean is folded
-        # into the subtraction (alpha) and eps enters through a cached scalar tensor.
-        xhat = torch.sub(x2, x2.sum(-1, keepdim=True), alpha=1.0 / n)
+        # Two-pass centred variance (torch.var_mean's CPU kernel is ~40x slower here)
+        # on data shifted by each row's first element: a constant row then centres to
+        # exactly 0 (so y == bias, as torch's kernel gives), where sum/n can be 1 ulp
+        # off the constant. The mean is folded into the in-place subtraction (alpha)
+        # and eps enters through a cached scalar tensor: each op costs µs of dispatch.
+        xhat = torch.sub(x2, x2[:, :1])
+        xhat.sub_(xhat.sum(-1, keepdim=True), alpha=1.0 / n)
         norm = torch.linalg.vector_norm(xhat, dim=-1, keepdim=True)
         rstd = torch.addcmul(_scalar(eps, xhat), norm, norm, value=1.0 / n).rsqrt_()
         xhat.mul_(rstd)

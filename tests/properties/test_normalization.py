@@ -79,9 +79,8 @@ def test_layer_norm_output_has_mean_zero_and_biased_variance(device, case, train
     assert result.details["n"] == math.prod(norm_shape)
 
 
-# Constant rows are left out here: see test_layer_norm_constant_row_is_exactly_beta.
 @given(
-    case=ln_cases(kinds=tuple(k for k in TENSOR_KINDS if k != "constant_rows")),
+    case=ln_cases(),
     affine=st.booleans(),
     seed=seeds(),
 )
@@ -96,21 +95,27 @@ def test_layer_norm_is_shift_invariant_and_odd(device, case, affine, seed):
     assert isinstance(result.details["properties"]["negation f(-x) = -f(x)"], float)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug (netprops/layers/norm.py, _LayerNormFunction.forward): the float32 "
-    "mean of a constant row is 1 ulp off its value, so x - mean = 1.2e-7 is scaled by "
-    "rsqrt(eps) to 3.8e-5 instead of 0 (torch gives exactly 0). check_shift_invariant then "
-    "fails because its atol unit s = rms(y) collapses to 3.8e-5 on all-constant batches.",
+@given(
+    value=st.floats(-1e6, 1e6, allow_nan=False, width=32),
+    width=st.integers(1, 300),
+    rows=st.integers(1, 4),
+    dtype=dtypes,
+    seed=seeds(),
 )
-def test_layer_norm_constant_row_is_exactly_beta(device):
-    # the row the shift-invariance property found (tensors(kind="constant_rows"), float32)
-    x = torch.full((1, 3), -1.6052763462, dtype=torch.float32, device=device)
-    bias = torch.tensor([0.25, -1.0, 2.0], device=device)
-    ln = LayerNorm(3, device=device)
+# the float32 row the shift-invariance property once found: its sum/n mean is 1 ulp off
+@example(value=-1.6052763462, width=3, rows=1, dtype=torch.float32, seed=0)
+@hypothesis_settings()
+def test_layer_norm_of_a_constant_row_is_exactly_beta(device, value, width, rows, dtype, seed):
+    x = torch.full((rows, width), value, dtype=dtype, device=device)
+    bias = randn((width,), seed, device, dtype)
+    weight = randn((width,), seed + 1, device, dtype)
+    ln = LayerNorm(width, device=device, dtype=dtype)
     with torch.no_grad():
+        ln.weight.copy_(weight)
         ln.bias.copy_(bias)
-    assert torch.equal(ln(x).detach(), bias.expand(1, 3))
+    expected = torch.nn.functional.layer_norm(x, (width,), weight, bias)
+    assert torch.equal(expected, bias.expand(rows, width))  # the reference's own contract
+    assert torch.equal(ln(x).detach(), expected)
 
 
 # --------------------------------------------------------------------------- BatchNorm contrast
