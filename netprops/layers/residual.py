@@ -71,7 +71,8 @@ def _check_generator(generator: torch.Generator | None) -> torch.Generator | Non
     return resolve_generator(generator, "cpu")
 
 
-def _check_norm_layer(norm_layer: NormLayer | None) -> NormLayer:
+def check_norm_layer(norm_layer: NormLayer | None) -> NormLayer:
+    """``norm_layer`` itself, or netprops ``BatchNorm2d`` for None; TypeError if not callable."""
     if norm_layer is None:
         return BatchNorm2d
     if not callable(norm_layer):
@@ -81,8 +82,13 @@ def _check_norm_layer(norm_layer: NormLayer | None) -> NormLayer:
     return norm_layer
 
 
-def _make_norm(norm_layer: NormLayer, num_features: int) -> nn.Module:
-    norm = norm_layer(num_features)
+def make_norm(norm_layer: NormLayer | None, num_features: int) -> nn.Module:
+    """``norm_layer(num_features)`` (None: netprops ``BatchNorm2d``) with γ=1, β=0.
+
+    Raises TypeError when ``norm_layer`` is not callable or does not return an
+    ``nn.Module``.
+    """
+    norm = check_norm_layer(norm_layer)(num_features)
     if not isinstance(norm, nn.Module):
         raise TypeError(
             f"norm_layer({num_features}) must return an nn.Module, got {type(norm).__name__}"
@@ -166,7 +172,7 @@ class _ConvBlockArgs:
         self.in_planes = check_positive_int("in_planes", in_planes)
         self.planes = check_positive_int("planes", planes)
         self.stride = check_int("stride", stride, min_value=1)
-        self.norm_layer = _check_norm_layer(norm_layer)
+        self.norm_layer = check_norm_layer(norm_layer)
         self.zero_init_residual = check_type("zero_init_residual", zero_init_residual, bool)
         self.generator = _check_generator(generator)
 
@@ -225,10 +231,10 @@ class BasicBlock(_ConvBlock):
         out_planes = a.planes * self.expansion
         g = a.generator
         self.conv1 = _conv(a.in_planes, a.planes, 3, a.stride, g)
-        self.bn1 = _make_norm(a.norm_layer, a.planes)
+        self.bn1 = make_norm(a.norm_layer, a.planes)
         self.act = _activation(activation)
         self.conv2 = _conv(a.planes, out_planes, 3, 1, g)
-        self.bn2 = _make_norm(a.norm_layer, out_planes)
+        self.bn2 = make_norm(a.norm_layer, out_planes)
         self.downsample = _projection(a, out_planes, with_norm=True)
         if a.zero_init_residual:
             _zero_last_(self.bn2, "bn2")
@@ -268,11 +274,11 @@ class Bottleneck(_ConvBlock):
         out_planes = a.planes * self.expansion
         g = a.generator
         self.conv1 = _conv(a.in_planes, a.planes, 1, 1, g)
-        self.bn1 = _make_norm(a.norm_layer, a.planes)
+        self.bn1 = make_norm(a.norm_layer, a.planes)
         self.conv2 = _conv(a.planes, a.planes, 3, a.stride, g)
-        self.bn2 = _make_norm(a.norm_layer, a.planes)
+        self.bn2 = make_norm(a.norm_layer, a.planes)
         self.conv3 = _conv(a.planes, out_planes, 1, 1, g)
-        self.bn3 = _make_norm(a.norm_layer, out_planes)
+        self.bn3 = make_norm(a.norm_layer, out_planes)
         self.act = _activation(activation)
         self.downsample = _projection(a, out_planes, with_norm=True)
         if a.zero_init_residual:
@@ -327,11 +333,11 @@ class WideBasicBlock(_ConvBlock):
         self.in_planes, self.planes, self.stride = a.in_planes, a.planes, a.stride
         self.drop_prob = p = check_probability("dropout", dropout)
         g = a.generator
-        self.bn1 = _make_norm(a.norm_layer, a.in_planes)
+        self.bn1 = make_norm(a.norm_layer, a.in_planes)
         self.act = _activation(activation)
         self.conv1 = _conv(a.in_planes, a.planes, 3, a.stride, g)
         self.dropout = Dropout(p, generator=g)
-        self.bn2 = _make_norm(a.norm_layer, a.planes)
+        self.bn2 = make_norm(a.norm_layer, a.planes)
         self.conv2 = _conv(a.planes, a.planes, 3, 1, g)
         self.downsample = _projection(a, a.planes, with_norm=False)
         if a.zero_init_residual:
@@ -354,7 +360,7 @@ def _projection(a: _ConvBlockArgs, out_planes: int, *, with_norm: bool) -> nn.Mo
     conv = _conv(a.in_planes, out_planes, 1, a.stride, a.generator)
     if not with_norm:
         return conv
-    return nn.Sequential(conv, _make_norm(a.norm_layer, out_planes))
+    return nn.Sequential(conv, make_norm(a.norm_layer, out_planes))
 
 
 # --------------------------------------------------------------------------- MLP block

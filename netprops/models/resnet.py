@@ -14,13 +14,15 @@ from torch import nn
 
 from ..errors import check_choice, check_int, check_positive_int, check_probability, check_type
 from ..layers.activations import get_activation
-from ..layers.norm import BatchNorm2d, LayerNorm
+from ..layers.norm import LayerNorm
 from ..layers.residual import (
     MLP_NORMS,
     BasicBlock,
     Bottleneck,
     ResidualMLPBlock,
     WideBasicBlock,
+    check_norm_layer,
+    make_norm,
 )
 from .base import (
     ZooModel,
@@ -42,21 +44,6 @@ RESNET_BLOCKS: dict[str, type[nn.Module]] = {
 
 _STAGE_MULTIPLIERS = (1, 2, 4)
 _STAGE_STRIDES = (1, 2, 2)
-
-
-def _norm(norm_layer: Callable[[int], nn.Module] | None, features: int) -> nn.Module:
-    """A stem/final norm from ``norm_layer`` (netprops ``BatchNorm2d`` by default), γ=1, β=0."""
-    norm = (BatchNorm2d if norm_layer is None else norm_layer)(features)
-    if not isinstance(norm, nn.Module):
-        raise TypeError(
-            f"norm_layer({features}) must return an nn.Module, got {type(norm).__name__}"
-        )
-    with torch.no_grad():
-        if getattr(norm, "weight", None) is not None:
-            norm.weight.fill_(1.0)
-        if getattr(norm, "bias", None) is not None:
-            norm.bias.zero_()
-    return norm
 
 
 class ResNet(ZooModel):
@@ -150,11 +137,7 @@ class ResNet(ZooModel):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.num_classes = check_positive_int("num_classes", num_classes)
         check_type("zero_init_residual", zero_init_residual, bool)
-        if norm_layer is not None and not callable(norm_layer):
-            raise TypeError(
-                f"norm_layer must be a callable num_features -> nn.Module or None, "
-                f"got {norm_layer!r}"
-            )
+        check_norm_layer(norm_layer)
         get_activation(activation)
         drop = check_probability("dropout", dropout)
         if drop > 0 and block != "wide":
@@ -176,7 +159,7 @@ class ResNet(ZooModel):
             make_conv(self.in_channels, self.width, 3, bias=False, init="he_fan_out", generator=g)
         ]
         if not self.pre_activation:
-            stem += [_norm(norm_layer, self.width), get_activation(activation)]
+            stem += [make_norm(norm_layer, self.width), get_activation(activation)]
         self.stem = nn.Sequential(*stem)
         extra = {"dropout": drop} if block == "wide" else {}
         in_planes = self.width
@@ -200,7 +183,7 @@ class ResNet(ZooModel):
                 in_planes = w
             self.add_module(f"stage{s + 1}", nn.Sequential(*blocks))
         self.final = (
-            nn.Sequential(_norm(norm_layer, in_planes), get_activation(activation))
+            nn.Sequential(make_norm(norm_layer, in_planes), get_activation(activation))
             if self.pre_activation
             else nn.Identity()
         )
