@@ -90,8 +90,12 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def fashion() -> Data:
+    """The Debian copy; a missing dataset fails (never skips) so it cannot hide."""
     if not (DEBIAN / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST not installed: sudo apt-get install dataset-fashion-mnist")
+        pytest.fail(
+            f"Fashion-MNIST is not installed at {DEBIAN}: run "
+            "`apt-get install -y dataset-fashion-mnist` (bash .ci/setup does)"
+        )
     return load_dataset("fashion-mnist", root=DEBIAN)
 
 
