@@ -55,6 +55,10 @@ def test_quick_benchmark_numbers_are_sane(quick_result):
     assert r.epoch_s == min(r.epoch_runs_s)
     assert r.floor_s == min(r.floor_runs_s)
     assert r.ratio == pytest.approx(r.epoch_s / r.floor_s)
+    assert len(r.plain_runs_s) == len(r.epoch_runs_s) == len(r.floor_runs_s) == 1
+    assert all(math.isfinite(v) and v > 0 for v in r.plain_runs_s)
+    assert r.paired_ratio == pytest.approx(r.epoch_runs_s[0] / r.floor_runs_s[0])
+    assert r.plain_ratio == pytest.approx(r.plain_runs_s[0] / r.floor_runs_s[0])
     assert r.speedup == pytest.approx(r.textbook_s / r.epoch_s)
     assert 0.0 <= r.test_accuracy <= 1.0
     assert r.num_threads == torch.get_num_threads()
@@ -64,9 +68,32 @@ def test_quick_benchmark_numbers_are_sane(quick_result):
         assert r.cuda_skipped == "CUDA not available"
 
 
+def test_paired_ratios_and_overhead_removed(quick_result):
+    r = dataclasses.replace(
+        quick_result,
+        floor_runs_s=(1.0, 2.0, 1.0),
+        epoch_runs_s=(1.5, 3.2, 1.4),
+        plain_runs_s=(2.0, 6.0, 2.5),
+    )
+    assert r.paired_ratio == pytest.approx(1.5)  # median of 1.5, 1.6, 1.4
+    assert r.plain_ratio == pytest.approx(2.5)  # median of 2.0, 3.0, 2.5
+    assert r.overhead_removed == pytest.approx((2.5 - 1.5) / (2.5 - 1.0))
+    at_floor = dataclasses.replace(r, plain_runs_s=(1.0, 2.0, 0.5))
+    assert math.isnan(at_floor.overhead_removed)
+    assert json.loads(json.dumps(at_floor.to_dict()))["overhead_removed"] is None
+
+
 def test_quick_benchmark_str_is_a_readable_table(quick_result):
     text = str(quick_result)
-    for phrase in ("matmul floor", "ratio epoch / floor", "textbook", "extrapolated", "speed-up"):
+    for phrase in (
+        "matmul floor",
+        "ratio epoch / floor",
+        "plain loop",
+        "median",
+        "textbook",
+        "extrapolated",
+        "speed-up",
+    ):
         assert phrase in text
     assert f"{quick_result.ratio:.2f}" in text
     if quick_result.cuda is None:
