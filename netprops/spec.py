@@ -247,6 +247,12 @@ PROPERTIES: Mapping[str, Property] = MappingProxyType(
                 dtypes=(torch.float64,),
             ),
             Property(
+                "masks_independent",
+                "stochastic.check_masks_independent",
+                _seeded("stochastic.check_masks_independent"),
+                "each example of a batch gets independent randomness (per-example masks)",
+            ),
+            Property(
                 "model_variance",
                 "variance.check_model_variance",
                 _model_variance,

@@ -41,6 +41,7 @@ from .stats import (
 from .stochastic import (
     check_drop_rate,
     check_expectation_equal,
+    check_masks_independent,
 )
 from .symmetry import (
     check_symmetry_broken,
@@ -74,6 +75,7 @@ __all__ = [
     "check_grad_clipping",
     "check_gradcheck",
     "check_init_distribution",
+    "check_masks_independent",
     "check_model_variance",
     "check_normalized",
     "check_shift_invariant",

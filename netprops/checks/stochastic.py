@@ -20,7 +20,7 @@ from ._state import preserved_mode, seeded_module
 from .results import CheckResult, violation
 from .stats import DEFAULT_ALPHA, binom_interval, chi2_upper, mc_sample_size, z_two_sided
 
-__all__ = ["check_drop_rate", "check_expectation_equal"]
+__all__ = ["check_drop_rate", "check_expectation_equal", "check_masks_independent"]
 
 #: Kept values must match 1/(1-p) to this many units of rounding (one multiply and one add).
 _ULPS = 8.0
@@ -226,6 +226,133 @@ def _independent_outputs(module: nn.Module, x: torch.Tensor, live: torch.Tensor)
         chosen[per_row:] = False
         return chosen
     return torch.zeros_like(live)
+
+
+#: Copies of one example per draw: two for the within-draw distance, two for the across-draw one.
+_COPIES = 4
+
+
+@torch.no_grad()
+def check_masks_independent(
+    stochastic: nn.Module,
+    x: torch.Tensor,
+    *,
+    n_samples: int = 256,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> CheckResult:
+    """Check that a training forward draws independent randomness for each example of a batch.
+
+    For modules that claim per-example masks (Dropout, DropConnect with
+    ``per_sample=True``, Wan 2013): one mask shared by the batch keeps every
+    other check passing, because each output's distribution is unchanged.
+
+    The first example of ``x`` is fed as a batch of 4 identical copies, ``N``
+    times in train mode (every draw seeded from ``seed``). With independent
+    per-example randomness the copies of a draw are i.i.d., so the squared
+    distance between copies 1 and 2 of draw n (*within*) has the same
+    distribution as that between copy 3 of draw n and copy 4 of draw n+1
+    (*across*; the last draw pairs with the first), and the N comparisons use
+    disjoint outputs, hence are independent. Among the comparisons that are not
+    tied, the number with within < across is then exactly Binomial(k, 1/2),
+    whatever the output distribution: an exact two-sided sign test
+    (``scipy.stats.binomtest``). Randomness shared between examples makes the
+    within distances smaller (zero when fully shared); complementary masks make
+    them larger. Modules that mix examples in train mode (BatchNorm after the
+    dropout) make the copies dependent and fail too.
+
+    Parameters
+    ----------
+    stochastic : module whose training forward is random (its mode is restored afterwards).
+    x : input batch ``(B, ...)``, floating point; only ``x[:1]`` is used. The
+        output must keep the batch dimension first.
+    n_samples : number of draws N.
+    alpha : probability that a module with independent per-example randomness fails.
+    seed : seed of every draw; a failure replays from it.
+
+    Returns
+    -------
+    CheckResult with statistic the two-sided p-value, bound ``(alpha, 1)``, and
+    ``details`` holding ``informative`` (untied comparisons k), ``within_smaller``
+    and ``n_samples``.
+
+    Raises
+    ------
+    PropertyViolation
+        when the p-value is below ``alpha``.
+    ValueError
+        when the output does not keep the batch dimension, when the training
+        output never varies (nothing random to test), or when fewer than the
+        ``ceil(log2(2 / alpha))`` untied comparisons needed to ever reject were
+        drawn (the message says how many draws to ask for).
+    """
+    __tracebackhide__ = True
+    check_type("stochastic", stochastic, nn.Module)
+    check_float_tensor("x", x)
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(f"x must be a batch (B, ...) with B >= 1, got shape {tuple(x.shape)}")
+    alpha = _alpha_arg(alpha)
+    seed = check_int("seed", seed, min_value=0)
+    n_samples = check_int("n_samples", n_samples, min_value=2)
+    batch = x[:1].expand(_COPIES, *x.shape[1:]).contiguous()
+
+    outputs = []
+    with preserved_mode(stochastic), seeded_module(stochastic, seed, x.device):
+        stochastic.train()
+        for _ in range(n_samples):
+            y = stochastic(batch)
+            if not isinstance(y, torch.Tensor) or y.dim() < 1 or y.shape[0] != _COPIES:
+                shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise ValueError(
+                    f"stochastic must return a tensor with the batch dimension first: a batch "
+                    f"of {_COPIES} gave {shape}"
+                )
+            outputs.append(y.detach().double().reshape(_COPIES, -1))
+    y = torch.stack(outputs)  # (N, copies, m)
+    within = (y[:, 0] - y[:, 1]).square().sum(-1)
+    across = (y[:, 2] - y[:, 3].roll(-1, dims=0)).square().sum(-1)
+    smaller = int((within < across).sum())
+    larger = int((within > across).sum())
+    informative = smaller + larger
+
+    reproduce = (
+        f"netprops.checks.check_masks_independent(module, x, n_samples={n_samples}, "
+        f"alpha={alpha:g}, seed={seed})"
+    )
+    details = {"n_samples": n_samples, "informative": informative, "within_smaller": smaller}
+    if informative == 0 and bool((y == y[:1, :1]).all()):
+        raise ValueError(
+            f"{type(stochastic).__name__}'s training output never varied over {n_samples} "
+            "draws: there is no randomness to test"
+        )
+    needed = math.ceil(math.log2(2.0 / alpha))
+    if informative < needed:
+        rate = max(informative, 1) / n_samples
+        raise ValueError(
+            f"only {informative} of n_samples={n_samples} draws were informative (the rest "
+            f"tied); at least {needed} are needed before a test at alpha={alpha:g} can reject: "
+            f"use n_samples >= {math.ceil(1.5 * needed / rate)} or an input on which the "
+            "randomness shows more often"
+        )
+    p_value = float(stats.binomtest(smaller, informative, 0.5).pvalue)
+    details["p_value"] = p_value
+    if p_value < alpha:
+        direction = "smaller" if smaller > larger else "larger"
+        violation(
+            "check_masks_independent",
+            f"copies of one example differ {direction} within a draw than across draws "
+            f"({smaller} of {informative} untied draws had within < across; 1/2 expected): "
+            "the examples of a batch do not get independent randomness",
+            statistic=p_value,
+            bound=(alpha, 1.0),
+            seed=seed,
+            alpha=alpha,
+            reproduce=reproduce,
+            details=details,
+        )
+    return CheckResult(
+        "check_masks_independent", p_value, (alpha, 1.0), seed, alpha, details, reproduce
+    )
 
 
 def _mask_draw(module: nn.Module, n: int, device: torch.device) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import netprops
+import netprops.layers
 from netprops.spec import (
     PROPERTIES,
     ModuleSpec,
@@ -347,6 +348,20 @@ def test_drop_rate_needs_p(registry):
         s.check("drop_rate")
     d = declare(factory=lambda: nn.Dropout(0.2), name="D", properties=("drop_rate",))
     assert d.check("drop_rate").check == "check_drop_rate"
+
+
+def test_masks_independent_through_a_spec(registry):
+    d = declare(factory=lambda: nn.Dropout(0.3), name="D", properties=("masks_independent",))
+    result = d.check("masks_independent")
+    assert result.check == "check_masks_independent"
+    assert result.details["informative"] >= 31
+    shared = declare(
+        factory=lambda: netprops.layers.DropConnectLinear(3, 2, p=0.5),
+        name="Shared",
+        properties=("masks_independent",),
+    )
+    with pytest.raises(netprops.PropertyViolation, match="independent randomness"):
+        shared.check("masks_independent")
 
 
 # --------------------------------------------------------------------------- the table

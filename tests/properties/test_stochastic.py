@@ -26,14 +26,19 @@ which adds METHODS §3's exact ``Var y = x²·p/(1−p)``.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from netprops import make_generator
+from netprops import PropertyViolation, make_generator
 from netprops.checks.contract import check_train_eval_contract
-from netprops.checks.stochastic import check_drop_rate, check_expectation_equal
+from netprops.checks.stochastic import (
+    check_drop_rate,
+    check_expectation_equal,
+    check_masks_independent,
+)
 from netprops.layers.dropout import DropConnectConv2d, DropConnectLinear, Dropout
 from netprops.strategies import batch_sizes, probabilities, seeds, widths
 
@@ -155,6 +160,47 @@ def test_dropconnect_conv_mean_equals_conv(device, p, per_sample, c_in, c_out, k
         alpha=MC_ALPHA,
         seed=seed,
     )
+
+
+# --------------------------------------------------------------------------- per-example masks
+# check_masks_independent is an exact sign test (no tail approximation), so it runs at ALPHA.
+# p in [0.2, 0.8] keeps ties rare enough that 256 draws always give the untied comparisons
+# a test at ALPHA needs.
+@statistical(max_examples=8)
+@given(
+    kind=st.sampled_from(["dropout", "linear", "conv"]),
+    p=probabilities(min_value=0.2, max_value=0.8),
+    width=widths(min_value=2, max_value=6),
+    seed=seeds(),
+)
+@example(kind="linear", p=0.5, width=2, seed=0)
+def test_per_example_randomness_is_independent(device, kind, p, width, seed):
+    if kind == "dropout":
+        layer = Dropout(p, generator=make_generator(seed, device))
+        x = randn((2, width), seed + 1, device)
+    elif kind == "linear":
+        layer = _linear(width, 3, p, True, seed, device)
+        x = randn((2, width), seed + 1, device, torch.float64)
+    else:
+        layer = _conv(2, 2, 2, p, True, seed, device)
+        x = randn((2, 2, width, width), seed + 1, device, torch.float64)
+    result = check_masks_independent(layer, x, n_samples=256, alpha=ALPHA, seed=seed)
+    assert result.details["informative"] >= 31
+
+
+@given(conv=st.booleans(), p=probabilities(min_value=0.2, max_value=0.8), seed=seeds())
+@example(conv=False, p=0.5, seed=0)
+@hypothesis_settings(max_examples=5)
+def test_a_mask_shared_by_the_batch_is_caught(device, conv, p, seed):
+    # per_sample=False shares one mask by design: the independence property must reject it
+    if conv:
+        layer = _conv(2, 2, 2, p, False, seed, device)
+        x = randn((1, 2, 3, 3), seed + 1, device, torch.float64)
+    else:
+        layer = _linear(4, 3, p, False, seed, device)
+        x = randn((1, 4), seed + 1, device, torch.float64)
+    with pytest.raises(PropertyViolation, match="do not get independent randomness"):
+        check_masks_independent(layer, x, n_samples=256, alpha=ALPHA, seed=seed)
 
 
 # --------------------------------------------------------------------------- drop rate

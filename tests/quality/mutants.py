@@ -36,7 +36,11 @@ from netprops.checks.normalization import (
 )
 from netprops.checks.parity import check_device_parity
 from netprops.checks.stats import z_two_sided
-from netprops.checks.stochastic import check_drop_rate, check_expectation_equal
+from netprops.checks.stochastic import (
+    check_drop_rate,
+    check_expectation_equal,
+    check_masks_independent,
+)
 from netprops.checks.variance import (
     check_init_distribution,
     check_model_variance,
@@ -213,6 +217,15 @@ class EvalDropout(ExactVarianceDropout):
         return x * self._keep_mask(x.shape, x).div_(1.0 - self.p)
 
 
+class BatchSharedDropout(ExactVarianceDropout):
+    """BUG: one mask over the features, broadcast to every example of the batch."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        return x * self._keep_mask((1, *x.shape[1:]), x).div_(1.0 - self.p)
+
+
 # =========================================================================== DropConnect
 class NoRescaleDropConnect(DropConnectLinear):
     """BUG: kept weights are not scaled by 1/(1 − p)."""
@@ -226,6 +239,17 @@ class EvalMaskDropConnect(DropConnectLinear):
 
     def _forward(self, x, batch_shape):
         mask = self.sample_mask(batch_shape if self.per_sample else ())
+        self.last_mask = mask
+        return self._apply_weight(x, self.masked_weight(mask))
+
+
+class SharedPerSampleDropConnect(DropConnectLinear):
+    """BUG: ``per_sample=True`` draws one mask and expands it over the batch."""
+
+    def _forward(self, x, batch_shape):
+        if not self.training or self.p == 0.0:
+            return self._apply_weight(x, self.weight)
+        mask = self.sample_mask(()).expand(*batch_shape, *self.weight.shape)
         self.last_mask = mask
         return self._apply_weight(x, self.masked_weight(mask))
 
@@ -460,6 +484,13 @@ def drop_rate(module, seed, device):
     return check_drop_rate(module, P_DROP, seed=seed, n=20_000, alpha=ALPHA, device=device)
 
 
+@_probe("check_masks_independent", statistical=True)
+def masks_independent(module, seed, device):
+    width = getattr(module, "in_features", 5)
+    x = _randn((2, width), seed + 1, device, torch.float64)
+    return check_masks_independent(module, x, n_samples=256, alpha=ALPHA, seed=seed)
+
+
 @_probe("check_train_eval_contract")
 def stochastic_contract(module, seed, device):
     width = getattr(module, "in_features", getattr(module, "features", 4))
@@ -534,12 +565,13 @@ def _dropout(cls):
     return lambda seed, device: cls(P_DROP, generator=make_generator(seed, device))
 
 
-def _dropconnect(cls):
+def _dropconnect(cls, per_sample=False):
     def build(seed, device):
         return cls(
             8,
             6,
             p=P_DROP,
+            per_sample=per_sample,
             generator=make_generator(seed, device),
             device=device,
             dtype=torch.float64,
@@ -638,12 +670,17 @@ BATCH_NORM = Twin(
 DROPOUT = Twin(
     "Dropout (+ exact variance)",
     _dropout(ExactVarianceDropout),
-    (dropout_expectation, drop_rate, stochastic_contract),
+    (dropout_expectation, drop_rate, masks_independent, stochastic_contract),
 )
 DROPCONNECT = Twin(
     "DropConnectLinear",
     _dropconnect(DropConnectLinear),
     (dropconnect_expectation, drop_rate, stochastic_contract, dropconnect_eval_gradcheck),
+)
+DROPCONNECT_PER_SAMPLE = Twin(
+    "DropConnectLinear (per_sample)",
+    _dropconnect(DropConnectLinear, per_sample=True),
+    (dropconnect_expectation, drop_rate, masks_independent, stochastic_contract),
 )
 RESIDUAL = Twin(
     "ResidualMLPBlock (+ exact variance)",
@@ -764,6 +801,13 @@ CATALOG: tuple[Mutant, ...] = (
         DROPOUT,
     ),
     Mutant(
+        "dropout_batch_shared_mask",
+        "Dropout",
+        "one feature mask broadcast over the batch",
+        _dropout(BatchSharedDropout),
+        DROPOUT,
+    ),
+    Mutant(
         "dropconnect_no_rescale",
         "DropConnect",
         "kept weights not scaled by 1/(1 − p)",
@@ -783,6 +827,13 @@ CATALOG: tuple[Mutant, ...] = (
         "one mask shared by every forward pass",
         _dropconnect(FrozenMaskDropConnect),
         DROPCONNECT,
+    ),
+    Mutant(
+        "dropconnect_shared_per_sample_mask",
+        "DropConnect",
+        "per_sample=True expands one mask over the batch",
+        _dropconnect(SharedPerSampleDropConnect, per_sample=True),
+        DROPCONNECT_PER_SAMPLE,
     ),
     Mutant(
         "residual_no_skip",
@@ -824,6 +875,7 @@ CHECK_ORDER: tuple[str, ...] = (
     "check_shift_invariant",
     "check_train_eval_contract",
     "check_expectation_equal",
+    "check_masks_independent",
     "check_drop_rate",
     "check_gradcheck",
     "check_grad_clipping",

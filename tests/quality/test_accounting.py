@@ -28,6 +28,7 @@ from properties.conftest import (
 STATISTICAL_CHECKS = (
     "check_expectation_equal",
     "check_drop_rate",
+    "check_masks_independent",
     "check_init_distribution",
     "check_variance_preserved",
     "check_model_variance",

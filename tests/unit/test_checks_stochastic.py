@@ -1,13 +1,20 @@
-"""check_expectation_equal and check_drop_rate on torch's and netprops' stochastic layers."""
+"""check_expectation_equal, check_drop_rate and check_masks_independent on torch's and
+netprops' stochastic layers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 import netprops
-from netprops.checks.stochastic import check_drop_rate, check_expectation_equal
+import netprops.layers
+from netprops.checks.stochastic import (
+    check_drop_rate,
+    check_expectation_equal,
+    check_masks_independent,
+)
 
 
 class NoRescaleDropout(nn.Module):
@@ -159,3 +166,115 @@ def test_shared_mask_rows_are_not_summed_as_independent(device):
         n_samples=300,
     )
     assert result.details["sum_z2_outputs"] == 30
+
+
+# --------------------------------------------------------------------------- check_masks_independent
+class ComplementaryDropout(nn.Module):
+    """p = 0.5 dropout whose odd rows keep exactly what the even row before them drops."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        half = torch.rand(
+            (x.shape[0] // 2, *x.shape[1:]), generator=self.generator, device=x.device
+        )
+        keep = (half >= 0.5).to(x.dtype)
+        mask = torch.stack([keep, 1 - keep], dim=1).reshape(x.shape)
+        return x * mask * 2
+
+
+def _false_failures(build, x, alpha, n_samples, seeds):
+    failures = 0
+    for seed in seeds:
+        try:
+            check_masks_independent(build(seed), x, n_samples=n_samples, alpha=alpha, seed=seed)
+        except netprops.PropertyViolation:
+            failures += 1
+    return failures
+
+
+@pytest.mark.parametrize(
+    ("name", "n_samples"),
+    [("torch-dropout-0.5", 48), ("dropconnect-0.3", 48), ("dropout-0.05", 160)],
+)
+def test_masks_independent_false_failure_rate_is_at_most_alpha(device, name, n_samples):
+    # 300 seeds at alpha = 0.05: the exact sign test may fail a correct module at most 5% of
+    # the time (less: it is discrete). The bound allows binomial noise at a 1e-6 level.
+    def build(seed):
+        gen = netprops.make_generator(seed, device)
+        if name == "torch-dropout-0.5":
+            return nn.Dropout(0.5)
+        if name == "dropconnect-0.3":
+            return netprops.layers.DropConnectLinear(
+                3, 2, p=0.3, per_sample=True, generator=gen, device=device
+            )
+        return netprops.layers.Dropout(0.05, generator=gen)  # one feature: mostly ties
+
+    width = 3 if name == "dropconnect-0.3" else (1 if name == "dropout-0.05" else 4)
+    x = _x(device, (1, width), seed=1)
+    seeds = range(300)
+    failures = _false_failures(build, x, 0.05, n_samples, seeds)
+    assert failures <= stats.binom.isf(1e-6, len(seeds), 0.05), failures
+
+
+def test_masks_independent_catches_complementary_masks(device):
+    module = ComplementaryDropout(netprops.make_generator(0, device))
+    with pytest.raises(netprops.PropertyViolation, match="differ larger within a draw"):
+        check_masks_independent(module, _x(device, (1, 6)), seed=2)
+
+
+def test_masks_independent_catches_a_batch_shared_mask(device):
+    layer = netprops.layers.DropConnectLinear(
+        5, 4, p=0.5, generator=netprops.make_generator(0, device), device=device
+    )
+    with pytest.raises(netprops.PropertyViolation) as info:
+        check_masks_independent(layer, _x(device, (3, 5)), seed=4)
+    message = str(info.value)
+    for part in ("check_masks_independent", "seed:      4", "reproduce: netprops.checks"):
+        assert part in message
+
+
+def test_masks_independent_is_replayable_and_restores_mode(device):
+    module = nn.Dropout(0.3).eval()
+    a = check_masks_independent(module, _x(device), seed=9)
+    b = check_masks_independent(module, _x(device), seed=9)
+    assert module.training is False
+    assert a.statistic == b.statistic
+    assert a.details == b.details
+    assert a.bound == (a.alpha, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("module", "kwargs", "error", "pattern"),
+    [
+        (nn.Identity(), {}, ValueError, "never varied"),
+        (
+            nn.Dropout(0.1),
+            {"n_samples": 20},
+            ValueError,
+            r"only \d+ of n_samples=20 .*use n_samples >=",
+        ),
+        (nn.Dropout(0.5), {"alpha": 0.0}, ValueError, "alpha"),
+        (nn.Dropout(0.5), {"n_samples": 1}, ValueError, "n_samples"),
+        (nn.Dropout(0.5), {"seed": -1}, ValueError, "seed"),
+    ],
+)
+def test_masks_independent_validation(module, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        check_masks_independent(module, _x("cpu", (1, 1)), **kwargs)
+
+
+class _SumOverBatch(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(x, 0.5).sum(0)
+
+
+def test_masks_independent_needs_the_batch_dimension_first():
+    with pytest.raises(ValueError, match="batch dimension first"):
+        check_masks_independent(_SumOverBatch(), _x("cpu"))
+    with pytest.raises(TypeError):
+        check_masks_independent(nn.Dropout(0.5), torch.ones(2, 3, dtype=torch.long))
