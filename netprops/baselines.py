@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .devices import resolve_device
 from .errors import check_int, check_probability
 
 __all__ = [
@@ -98,10 +99,11 @@ class Baseline:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Baseline:
+        """Validate and build a baseline; :class:`BaselineError` naming ``source`` otherwise."""
         if not isinstance(data, Mapping):
             raise BaselineError(f"{source}: expected a JSON object, got {type(data).__name__}")
         schema = data.get("schema")
-        if schema != SCHEMA_VERSION:
+        if isinstance(schema, bool) or schema != SCHEMA_VERSION:
             raise BaselineError(
                 f"{source}: unknown baseline schema {schema!r} (this netprops reads schema "
                 f"{SCHEMA_VERSION}); re-record it with `netprops baselines record`"
@@ -111,22 +113,65 @@ class Baseline:
         )
         if missing:
             raise BaselineError(f"{source}: missing fields {sorted(missing)}")
-        seeds = tuple(int(s) for s in data["seeds"])
+
+        def bad(field_name: str, allowed: str) -> BaselineError:
+            value = data[field_name]
+            return BaselineError(
+                f"{source}: field {field_name!r} must be {allowed}, got {value!r:.80}"
+            )
+
+        for name in ("scenario", "device_kind"):
+            if not isinstance(data[name], str) or not data[name]:
+                raise bad(name, "a non-empty string")
+        for name in ("config", "provenance"):
+            if not isinstance(data[name], Mapping):
+                raise bad(name, "a JSON object")
+        raw_seeds = data["seeds"]
+        if (
+            not isinstance(raw_seeds, list)
+            or len(raw_seeds) < 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw_seeds)
+        ):
+            raise bad("seeds", "a list of at least 2 integer seeds")
+        seeds = tuple(raw_seeds)
+        if not isinstance(data["metrics"], Mapping):
+            raise bad("metrics", "a JSON object of metric name -> one value per seed")
         metrics = {}
         for name, values in data["metrics"].items():
-            if len(values) != len(seeds):
+            if not isinstance(values, list) or len(values) != len(seeds):
                 raise BaselineError(
-                    f"{source}: metric {name!r} has {len(values)} values for {len(seeds)} seeds"
+                    f"{source}: metric {name!r} must list one value per seed ({len(seeds)}), "
+                    f"got {values!r:.80}"
+                )
+            if not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in values
+            ):
+                raise BaselineError(
+                    f"{source}: metric {name!r} must hold numbers or null, got {values!r:.80}"
                 )
             metrics[name] = tuple(None if v is None else float(v) for v in values)
+        for name in _gated_metrics():
+            finite = [v for v in metrics.get(name, ()) if v is not None and math.isfinite(v)]
+            if len(finite) != len(seeds):
+                raise BaselineError(
+                    f"{source}: gated metric {name!r} must hold a finite value for every seed, "
+                    f"got {list(metrics.get(name, ()))!r:.120}"
+                )
         return cls(
-            scenario=str(data["scenario"]),
-            device_kind=str(data["device_kind"]),
+            scenario=data["scenario"],
+            device_kind=data["device_kind"],
             seeds=seeds,
             metrics=metrics,
             config=dict(data["config"]),
             provenance=dict(data["provenance"]),
         )
+
+
+def _gated_metrics() -> tuple[str, ...]:
+    from .scenarios import GATED_METRICS
+
+    return tuple(GATED_METRICS)
 
 
 def baseline_path(
@@ -145,6 +190,12 @@ def read_baseline(path: str | os.PathLike[str]) -> Baseline:
         raise BaselineError(
             f"{path}: no baseline recorded; record it with `netprops baselines record`"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(
+            f"{path}: corrupt baseline file (not UTF-8: {exc}); it was left as it is"
+        ) from None
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read the baseline ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -154,13 +205,49 @@ def read_baseline(path: str | os.PathLike[str]) -> Baseline:
     return Baseline.from_dict(data, source=str(path))
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Permissions of new baseline files (mkstemp's 0600 would survive the rename).
+_FILE_MODE = _file_mode()
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Serialize netprops writers of one baseline folder (flock on the folder; POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the link below still refuses overwrites
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _exists_error(path: Path) -> BaselineExistsError:
+    return BaselineExistsError(
+        f"{path} exists; pass overwrite=True (CLI: `netprops baselines record --update`; "
+        "pytest: --netprops-update-baselines) to replace it"
+    )
+
+
 def write_baseline(
     baseline: Baseline, path: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
-    """Write ``baseline`` atomically (temporary file in the same folder + ``os.replace``).
+    """Write ``baseline`` atomically (temporary file in the same folder, then link or rename).
 
-    Concurrent writers (pytest-xdist workers) never leave a torn file: each
-    replace is atomic, and the last complete file wins.
+    Readers never see a torn file. Concurrent writers (pytest-xdist workers)
+    are serialized by a lock on the folder (POSIX); without ``overwrite`` the
+    file is published with ``os.link``, which fails if another writer created
+    it first, so exactly one of several concurrent first recordings wins and
+    the others raise :class:`BaselineExistsError`.
 
     Raises
     ------
@@ -171,24 +258,32 @@ def write_baseline(
         schema (move it away by hand: it may be the only copy of a recording).
     """
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise BaselineExistsError(
-                f"{path} exists; pass overwrite=True (--netprops-update-baselines) to replace it"
-            )
-        read_baseline(path)  # refuse to replace a file we cannot read
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(baseline.to_dict(), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _folder_lock(path.parent):
+        if path.exists():
+            if not overwrite:
+                raise _exists_error(path)
+            read_baseline(path)  # refuse to replace a file we cannot read
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                if hasattr(os, "fchmod"):
+                    os.fchmod(handle.fileno(), _FILE_MODE)
+                os.fsync(handle.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise _exists_error(path) from None
+                except OSError:  # a filesystem without hard links: the lock guards the check
+                    os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -387,15 +482,13 @@ def record(
     from .scenarios import get
 
     scenario = get(scenario) if isinstance(scenario, str) else scenario
-    seeds = tuple(scenario.baseline_seeds if seeds is None else seeds)
-    if len(seeds) < 2:
-        raise ValueError(f"seeds must hold at least 2 seeds for a baseline, got {seeds!r}")
-    kind = torch.device(device).type
+    seeds = scenario.baseline_seeds if seeds is None else _check_seeds("seeds", seeds, 2)
+    kind = resolve_device(device).type
     path = baseline_path(scenario.name, kind, root)
-    if path.exists() and not overwrite:
-        raise BaselineExistsError(
-            f"{path} exists; pass overwrite=True (--netprops-update-baselines) to replace it"
-        )
+    if path.exists():  # fail before the trainings, not after them
+        if not overwrite:
+            raise _exists_error(path)
+        read_baseline(path)
     with _threads(threads):
         metrics = _run_many(scenario, seeds, device, data)
         provenance = current_provenance(device)
@@ -407,7 +500,20 @@ def record(
         config=scenario.to_dict(),
         provenance=provenance,
     )
+    # the checks a reader applies, before anything is written (e.g. a NaN accuracy)
+    Baseline.from_dict(baseline.to_dict(), source=f"new recording for {path}")
     return write_baseline(baseline, path, overwrite=overwrite)
+
+
+def _check_seeds(name: str, seeds: Any, min_count: int) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints, got {seeds!r}")
+    values = tuple(check_int(f"{name}[{i}]", v, min_value=0) for i, v in enumerate(seeds))
+    if len(values) < min_count or len(set(values)) != len(values):
+        raise ValueError(
+            f"{name} must hold at least {min_count} distinct seeds, got {list(values)}"
+        )
+    return values
 
 
 def compare(
@@ -439,13 +545,21 @@ def compare(
 
     base_scenario = get(scenario) if isinstance(scenario, str) else scenario
     what_if = base_scenario.replace(**overrides) if overrides else base_scenario
-    kind = torch.device(device).type
+    kind = resolve_device(device).type
     path = baseline_path(base_scenario.name, kind, root)
     stored = read_baseline(path)
+    seeds = what_if.fresh_seeds if seeds is None else _check_seeds("seeds", seeds, 1)
+    reused = sorted(set(seeds) & set(stored.seeds))
+    if reused:
+        raise ValueError(
+            f"fresh seeds must differ from the {len(stored.seeds)} recorded ones "
+            f"(the gate would compare runs with themselves); both hold {reused}"
+        )
     rerecord = f"netprops baselines record {base_scenario.name} --device {kind} --update"
     with _threads(threads):
         changes = environment_changes(stored.provenance, current_provenance(device))
-    if stored.config != base_scenario.to_dict():
+    # through JSON, as the stored config went (tuples become lists)
+    if stored.config != json.loads(json.dumps(base_scenario.to_dict())):
         changes.append("the scenario's definition differs from the recorded one")
     if changes:
         return Verdict(
@@ -456,7 +570,6 @@ def compare(
             + "\n  ".join(changes),
             path=str(path),
         )
-    seeds = tuple(what_if.fresh_seeds if seeds is None else seeds)
     with _threads(threads):
         fresh = _run_many(what_if, seeds, device, data)
     gates = tuple(

@@ -36,6 +36,16 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
+
+
 def _scenario_names(names: Sequence[str]) -> list[str]:
     from .scenarios import get, list_scenarios
 
@@ -46,11 +56,16 @@ def _scenario_names(names: Sequence[str]) -> list[str]:
 
 def _cmd_baselines(args: argparse.Namespace) -> int:
     from . import baselines
+    from .devices import resolve_device
     from .scenarios import get
 
     names = _scenario_names(args.scenarios)
     overrides = _parse_sets(args.set)
+    if overrides and args.action == "show":
+        raise ValueError("--set is used by record and compare, not by show")
+    device = resolve_device(args.device)  # ValueError for a bad kind or missing CUDA
     status = EXIT_OK
+    regression = False
     for name in names:
         scenario = get(name)
         if args.action == "record":
@@ -78,17 +93,14 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
             )
             print(verdict.message)
             if verdict.environment_changed:
-                status = max(status, EXIT_USAGE)
+                status = EXIT_USAGE
             elif not verdict.passed:
-                status = max(status, EXIT_FAILED)
+                regression = True
         else:
-            import torch
-
-            stored = baselines.read_baseline(
-                baselines.baseline_path(name, torch.device(args.device).type, args.root)
-            )
+            stored = baselines.read_baseline(baselines.baseline_path(name, device.type, args.root))
             print(_describe(stored))
-    return status
+    # a regression anywhere is the answer, even if other scenarios could not be compared
+    return EXIT_FAILED if regression else status
 
 
 def _describe(stored: Any) -> str:
@@ -116,7 +128,9 @@ def _add_baselines_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "baselines",
         help="record, compare or show convergence baselines",
-        description="Convergence baselines: record K seeded runs per scenario, gate fresh runs against them.",
+        description="Convergence baselines: record K seeded runs per scenario, gate fresh runs "
+        "against them. Exit status: 0 all passed, 1 a regression (takes precedence), "
+        "2 usage/data error or an environment change that needs a re-recording.",
     )
     parser.add_argument("action", choices=("record", "compare", "show"))
     parser.add_argument(
@@ -124,7 +138,10 @@ def _add_baselines_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
-        "--seeds", type=int, default=None, help="number of seeds (record: K, compare: m)"
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        help="number of seeds (record: K >= 2, compare: m)",
     )
     parser.add_argument(
         "--set",
@@ -139,7 +156,7 @@ def _add_baselines_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=_positive_int,
         default=1,
         help="torch CPU threads during runs (default 1, recorded in provenance)",
     )

@@ -17,12 +17,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import Data, Split, load_dataset
-from .errors import check_choice, check_int
-from .init import init_network
-from .models import create
+from .data import DATASET_NAMES, Data, Split, load_dataset
+from .errors import (
+    check_choice,
+    check_int,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    check_type,
+)
+from .init import INIT_SCHEMES, init_network
+from .models import create, list_models
 from .seeding import derive_seed, make_generator
-from .train import History, train
+from .train import OPTIMIZERS, History, train
 
 __all__ = [
     "GATED_METRICS",
@@ -69,6 +76,48 @@ class Scenario:
     track_grad_norms: bool = False
     baseline_seeds: tuple[int, ...] = tuple(range(10))
     fresh_seeds: tuple[int, ...] = (1000, 1001, 1002)
+
+    def __post_init__(self) -> None:
+        # Every field is checked here, so a what-if override (--set key=value) with a
+        # wrong type or value fails at once, naming the field, before any training.
+        for name in ("name", "group", "description"):
+            check_type(name, getattr(self, name), str)
+        check_choice("model", self.model, list_models())
+        check_choice("dataset", self.dataset, DATASET_NAMES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name in ("model_args", "init_params"):
+            check_type(name, getattr(self, name), Mapping)
+        if self.init is not None:
+            check_choice("init", self.init, INIT_SCHEMES)
+        for name in ("train_subset", "test_subset", "eval_every"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+        check_positive_int("steps", self.steps)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_float("lr", self.lr)
+        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        if self.target_accuracy is not None:
+            target = check_probability("target_accuracy", self.target_accuracy, allow_one=True)
+            if target == 0:
+                raise ValueError("target_accuracy must be in (0, 1] or None, got 0")
+        check_type("track_grad_norms", self.track_grad_norms, bool)
+        seeds = {}
+        for name, min_count in (("baseline_seeds", 2), ("fresh_seeds", 1)):
+            values = getattr(self, name)
+            check_type(name, values, (tuple, list))
+            values = tuple(check_int(f"{name}[{i}]", v, min_value=0) for i, v in enumerate(values))
+            if len(values) < min_count or len(set(values)) != len(values):
+                raise ValueError(
+                    f"{name} must hold at least {min_count} distinct seeds, got {list(values)}"
+                )
+            object.__setattr__(self, name, values)  # lists (from JSON) become tuples
+            seeds[name] = set(values)
+        shared = seeds["baseline_seeds"] & seeds["fresh_seeds"]
+        if shared:
+            raise ValueError(
+                f"fresh_seeds must be disjoint from baseline_seeds (the gate would compare "
+                f"recorded runs with themselves), both hold {sorted(shared)}"
+            )
 
     def replace(self, **overrides: Any) -> Scenario:
         """A copy with fields replaced (what-if runs); unknown fields raise ValueError."""

@@ -75,3 +75,38 @@ def test_baselines_record_refuses_to_overwrite(tmp_path, capsys):
 def test_baselines_unknown_field_in_set_is_a_usage_error(capsys):
     assert main(["baselines", "compare", "arch-mlp", "--set", "learning_rate=1"]) == 2
     assert "unknown scenario field(s) ['learning_rate']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds", ["0", "-3", "two"])
+def test_baselines_seeds_must_be_positive(seeds, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["baselines", "compare", "arch-mlp", "--seeds", seeds])
+    assert info.value.code == 2
+    assert "--seeds: must be an int >= 1" in capsys.readouterr().err
+
+
+def test_baselines_bad_device_is_a_usage_error(capsys):
+    assert main(["baselines", "show", "arch-mlp", "--device", "gpu"]) == 2
+    assert "device must be one of" in capsys.readouterr().err
+
+
+def test_baselines_show_takes_no_set(capsys):
+    assert main(["baselines", "show", "arch-mlp", "--set", "bogus=1"]) == 2
+    assert "--set is used by record and compare" in capsys.readouterr().err
+
+
+def test_baselines_bad_set_value_names_the_field(capsys):
+    assert main(["baselines", "compare", "arch-mlp", "--set", 'track_grad_norms="no"']) == 2
+    assert "track_grad_norms must be bool" in capsys.readouterr().err
+
+
+def test_a_regression_takes_precedence_over_an_environment_change(monkeypatch, capsys):
+    from netprops import baselines
+
+    def fake_compare(scenario, **kwargs):
+        changed = scenario.name == "arch-mlp"
+        return baselines.Verdict(scenario.name, None if changed else False, changed, "msg")
+
+    monkeypatch.setattr(baselines, "compare", fake_compare)
+    assert main(["baselines", "compare", "arch-mlp", "arch-cnn"]) == 1
+    assert main(["baselines", "compare", "arch-mlp"]) == 2
