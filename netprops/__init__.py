@@ -5,7 +5,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import checks, init, layers, models, strategies
-from .devices import available_devices, cuda_available, deterministic, resolve_device, tf32_disabled
+from .devices import (
+    available_devices,
+    cuda_available,
+    deterministic,
+    resolve_device,
+    tf32_disabled,
+    tf32_enabled,
+)
 from .errors import PropertyViolation
 from .seeding import derive_seed, make_generator, seeded_global_rng
 from .spec import spec
@@ -29,5 +36,6 @@ __all__ = [
     "spec",
     "strategies",
     "tf32_disabled",
+    "tf32_enabled",
     "tolerance",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .devices import resolve_device
+from .devices import resolve_device, tf32_enabled
 from .errors import check_int, check_probability
 
 __all__ = [
@@ -317,7 +317,7 @@ def current_provenance(
         "device_name": name,
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
-        "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if device.type == "cuda" else False,
+        "tf32": tf32_enabled() if device.type == "cuda" else False,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),

@@ -68,5 +68,10 @@ def seeded_global_rng(seed: int, devices: tuple[str | torch.device, ...] = ()) -
     seed = check_int("seed", seed, min_value=0)
     cuda = [torch.device(d) for d in devices if torch.device(d).type == "cuda"]
     with torch.random.fork_rng(devices=cuda, enabled=True):
-        torch.manual_seed(seed)
+        # Not torch.manual_seed: it reseeds every GPU's generator (or queues that until
+        # CUDA starts), and fork_rng restores only the devices listed.
+        torch.random.default_generator.manual_seed(seed)
+        for dev in cuda:
+            index = dev.index if dev.index is not None else torch.cuda.current_device()
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield

@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import nn
 
+from ..devices import deterministic
 from ..errors import check_choice, check_int, check_positive_float
 from ..seeding import make_generator
 from .results import CheckResult, violation
@@ -71,12 +73,23 @@ def check_gradcheck(
         target = fn
     args = tuple(tensors) + tuple(p.detach().clone().requires_grad_(True) for p in params)
     reproduce = f"netprops.checks.check_gradcheck(fn, inputs, seed={seed}, eps={eps:g}, atol={atol:g}, rtol={rtol:g})"
+    # gradcheck requires two backward passes to agree bit for bit; on CUDA, atomics
+    # (scatter_add, index_add) break that unless deterministic kernels are selected.
+    guard = deterministic(True, warn_only=True) if device.type == "cuda" else nullcontext()
     try:
-        torch.autograd.gradcheck(target, args, eps=eps, atol=atol, rtol=rtol, raise_exception=True)
+        with guard:
+            torch.autograd.gradcheck(
+                target, args, eps=eps, atol=atol, rtol=rtol, raise_exception=True
+            )
     except RuntimeError as exc:
+        what = (
+            "backward is not reentrant: two backward passes of the same inputs differ"
+            if "not reentrant" in str(exc)
+            else "analytic gradient differs from finite differences"
+        )
         violation(
             "check_gradcheck",
-            f"analytic gradient differs from finite differences:\n{exc}",
+            f"{what}:\n{exc}",
             statistic=float("nan"),
             bound=atol,
             seed=seed,

@@ -60,6 +60,7 @@ class _Stochastic(nn.Module):
         self.p = check_probability("p", p)
         self.generator: torch.Generator | None = _check_generator(generator)
         self._pending_seed: int | None = None
+        self._seed: int | None = None  # set by manual_seed: lets the generator follow .to()
 
     def _parameter_device(self) -> torch.device | None:
         for param in self.parameters():
@@ -71,12 +72,15 @@ class _Stochastic(nn.Module):
 
         The generator is created on the device of the module's parameters; a
         module without parameters (:class:`Dropout`) creates it on the device of
-        its next input. Moving the module to another device afterwards requires
-        calling ``manual_seed`` again (a generator cannot change device).
+        its next input. Moving the module (``.to()``, ``.cuda()``) afterwards
+        re-creates the generator from ``seed`` on the new device (a generator
+        cannot change device); a generator passed to the constructor is the
+        caller's object and is never replaced.
 
         Returns the module, so ``Dropout(0.1).manual_seed(0)`` chains.
         """
         seed = check_int("seed", seed, min_value=0)
+        self._seed = seed
         device = self._parameter_device()
         if device is None:
             self.generator = None
@@ -84,6 +88,12 @@ class _Stochastic(nn.Module):
         else:
             self.generator = make_generator(seed, device)
             self._pending_seed = None
+        return self
+
+    def _apply(self, fn: Any, recurse: bool = True) -> _Stochastic:  # type: ignore[override]
+        super()._apply(fn, recurse)
+        if self._seed is not None:
+            self.manual_seed(self._seed)  # on the parameters' new device, or lazily
         return self
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:

@@ -92,3 +92,23 @@ def test_grad_clipping_validation():
         check_grad_clipping(torch.nn.utils.clip_grad_norm_, max_norm=-1.0)
     with pytest.raises(TypeError, match="clip_fn must be callable"):
         check_grad_clipping(None)
+
+
+class _NonReentrant(torch.autograd.Function):
+    """Identity whose backward adds a different tiny amount on every call."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _NonReentrant.calls += 1
+        return grad * (1 + 1e-12 * _NonReentrant.calls)
+
+
+def test_gradcheck_names_a_non_reentrant_backward(device):
+    with pytest.raises(netprops.PropertyViolation, match="backward is not reentrant"):
+        check_gradcheck(_NonReentrant.apply, (3,), device=device)

@@ -568,3 +568,26 @@ def test_dropconnect_input_validation(device):
         conv(torch.zeros(4, 5, device=device, dtype=torch.float64))
     with pytest.raises(TypeError, match="floating-point"):
         conv(torch.zeros(1, 4, 5, 5, dtype=torch.int32, device=device))
+
+
+def test_a_seeded_generator_follows_the_module_and_a_given_one_is_kept(device):
+    # .to()/.cuda()/.double() re-create a manual_seed generator on the parameters' device
+    layer = DropConnectLinear(4, 3, p=0.5, generator=netprops.make_generator(0)).manual_seed(5)
+    moved = layer.to(device=device, dtype=torch.float64)
+    assert moved.generator.device.type == torch.device(device).type
+    fresh = DropConnectLinear(
+        4,
+        3,
+        p=0.5,
+        generator=netprops.make_generator(0, device),
+        device=device,
+        dtype=torch.float64,
+    ).manual_seed(5)
+    assert torch.equal(moved.sample_mask(()), fresh.sample_mask(()))
+    given = torch.Generator().manual_seed(1)
+    kept = DropConnectLinear(4, 3, p=0.5, generator=given).double()
+    assert kept.generator is given
+    drop = Dropout(0.5).manual_seed(2)
+    x = torch.ones(64, device=device)
+    first = drop.train()(x)
+    assert torch.equal(drop.to(device)(x), first)  # moving restarts the stream from the seed

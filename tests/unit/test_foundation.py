@@ -136,11 +136,34 @@ def test_tf32_and_deterministic_switches_restore_state():
     with netprops.tf32_disabled(), netprops.deterministic():
         assert torch.backends.cuda.matmul.allow_tf32 is False
         assert torch.backends.cudnn.allow_tf32 is False
+        assert not netprops.tf32_enabled()
         assert torch.are_deterministic_algorithms_enabled()
     assert (
         torch.backends.cuda.matmul.allow_tf32,
         torch.are_deterministic_algorithms_enabled(),
     ) == old
+
+
+def test_tf32_switch_follows_the_new_fp32_precision_api():
+    # torch >= 2.9: after fp32_precision is set, reading the legacy flags raises, so the
+    # switch must drive fp32_precision instead (and restore it)
+    backends = torch.backends
+    if not hasattr(backends.cuda.matmul, "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has no fp32_precision API")
+    targets = (backends.cuda.matmul, backends.cudnn.conv, backends.cudnn.rnn)
+    before = [t.fp32_precision for t in targets]
+    try:
+        for t in targets:
+            t.fp32_precision = "tf32"
+        assert netprops.tf32_enabled()
+        with netprops.tf32_disabled():
+            # "none" defers to the (default, full-precision) global setting
+            assert "tf32" not in [t.fp32_precision for t in targets]
+            assert not netprops.tf32_enabled()
+        assert [t.fp32_precision for t in targets] == ["tf32"] * 3
+    finally:
+        for t, value in zip(targets, before, strict=True):
+            t.fp32_precision = value
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
@@ -153,3 +176,24 @@ def test_tolerance_table_orders_by_precision(dtype):
 def test_tolerance_rejects_integer_dtype():
     with pytest.raises(ValueError, match=r"dtype must be one of .*got torch.int64"):
         netprops.tolerance(torch.int64)
+
+
+def test_seeded_global_rng_leaves_gpu_generators_alone(monkeypatch):
+    # torch.manual_seed would reseed (or queue reseeding) every GPU's generator, which
+    # fork_rng does not restore for devices it was not given
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    with netprops.seeding.seeded_global_rng(3):
+        first = torch.rand(4)
+    with netprops.seeding.seeded_global_rng(3):
+        assert torch.equal(torch.rand(4), first)
+    assert calls == []
+
+
+def test_resolve_device_checks_the_cuda_index(monkeypatch):
+    monkeypatch.setattr(netprops.devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert netprops.resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"'cuda:7' does not exist: this machine has 1 CUDA"):
+        netprops.resolve_device("cuda:7")
