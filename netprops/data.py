@@ -11,6 +11,11 @@ Real data (:func:`load_dataset`) is read from the files torchvision uses
 the ``cifar-10-batches-py`` pickles for CIFAR-10) and verified before use:
 a truncated or inconsistent file raises :class:`DatasetCorruptError`, missing
 files raise :class:`DatasetNotFoundError` listing every place that was tried.
+A full copy (``verify_counts=True``) is also checked to *be* the dataset asked
+for: MNIST and Fashion-MNIST use the same file names, so the mean training
+pixel must match the dataset's known mean (one pass over the uint8 images).
+CIFAR-10 pickles are read with an unpickler that resolves only numpy's array
+reconstruction, so a crafted file cannot run code.
 
 Where :func:`load_dataset` looks, in order:
 
@@ -36,10 +41,12 @@ its name starts with ``synthetic-`` so it is never mistaken for real data.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import math
 import os
 import pickle
+import pickletools
 import socket
 import tempfile
 import zlib
@@ -75,6 +82,14 @@ DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 _DOWNLOAD_PROBE_TIMEOUT_S = 3.0
+
+#: How far (in [0, 1] pixel units, per channel) a full copy's training-pixel
+#: mean may be from its spec's ``mean`` before the files are rejected as another
+#: dataset's. The train and test sets of one dataset differ by <= 0.004
+#: (Fashion-MNIST 0.2860 / 0.2868, MNIST 0.1307 / 0.1325, CIFAR-10
+#: (0.4914, 0.4822, 0.4465) / (0.4942, 0.4851, 0.4504)), while MNIST and
+#: Fashion-MNIST, which share file names, differ by 0.155.
+_IDENTITY_TOLERANCE = 0.02
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -398,7 +413,8 @@ def _fix_command(spec: _Spec) -> str:
     lines.append(f"  export NETPROPS_DATA=/path/to/dir   # a directory holding {files}")
     lines.append(
         f"  or let torchvision download it: load_dataset({spec.name!r}, allow_download=True) "
-        f"(netprops CLI: the default) on a machine with internet access"
+        f"(the default of `netprops study` and `netprops bench train`; `netprops baselines` "
+        f"never downloads) on a machine with internet access"
     )
     return "\n".join(lines)
 
@@ -498,44 +514,187 @@ def _load_idx_dataset(spec: _Spec, files: dict[str, Path], verify_counts: bool):
     return splits, spec.classes
 
 
-def _unpickle(path: Path) -> Any:
-    try:
-        with path.open("rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
-        raise DatasetCorruptError(f"{path}: cannot unpickle a CIFAR-10 batch: {exc}") from exc
+class _Latin1Encode:
+    """``_codecs.encode`` restricted to latin-1 text: how Python 3 pickles ``bytes``
+    at protocol 0-2. Stateless, with no ``__dict__`` or slots, so a pickle's
+    BUILD opcode cannot alter it."""
+
+    __slots__ = ()
+
+    def __call__(self, text: Any, encoding: Any = "utf-8") -> bytes:
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError(
+                f"_codecs.encode is allowed only for latin-1 text, got encoding {encoding!r}"
+            )
+        return text.encode("latin1")
 
 
-def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+class _FromBuffer:
+    """numpy's ``_frombuffer`` (arrays pickled at protocol 5), as a stateless callable."""
+
+    __slots__ = ()
+
+    def __call__(self, buf: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        import numpy as np
+
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise pickle.UnpicklingError(f"_frombuffer needs a plain numpy dtype, got {dtype!r}")
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+
+
+def _cifar_pickle_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR-10 pickle may name: numpy's array reconstruction.
+
+    The official ``cifar-10-batches-py`` files (Python 2, protocol 2) name
+    ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and
+    ``numpy.dtype``; files written by Python 3 name ``numpy._core.multiarray``
+    (numpy >= 2), ``_codecs.encode`` (bytes at protocol <= 2) or
+    ``numpy._core.numeric._frombuffer`` (protocol 5). Each maps to the object
+    *this* numpy uses, without importing the module the file names.
+    """
     import numpy as np
 
-    entry = _unpickle(path)
+    reconstruct = np.zeros(1, dtype=np.uint8).__reduce__()[0]
+    from_buffer = _FromBuffer()
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.numeric", "_frombuffer"): from_buffer,
+        ("numpy._core.numeric", "_frombuffer"): from_buffer,
+        ("_codecs", "encode"): _Latin1Encode(),
+    }
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :func:`_cifar_pickle_globals`.
+
+    ``pickle.load`` imports and calls whatever global a file names, so a
+    crafted "batch" could run code; this one raises ``UnpicklingError``
+    instead, before anything is imported.
+    """
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, encoding="latin1")  # torchvision's CIFAR10 reader does the same
+        self._allowed = _cifar_pickle_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except (KeyError, TypeError):
+            raise pickle.UnpicklingError(
+                f"global {module}.{name} is not allowed in a CIFAR-10 pickle "
+                f"(only numpy array reconstruction is)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids are not allowed in a CIFAR-10 pickle")
+
+
+_MEMO_PUT_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _check_pickle_opcodes(raw: bytes) -> None:
+    """Walk the opcodes (no objects built) and reject what the C unpickler would turn
+    into a huge allocation: every length prefix must fit in the file (``genops``
+    checks), and a memo index must be below the opcode count (real picklers number
+    memo entries 0, 1, 2, ...). One damaged byte can otherwise turn ``BINPUT 3``
+    into ``LONG_BINPUT 1449200179`` and make the unpickler zero-fill an 11 GB memo.
+    """
+    count = 0
+    top = -1
+    for opcode, arg, _ in pickletools.genops(raw):
+        count += 1
+        if opcode.name in _MEMO_PUT_OPCODES:
+            top = max(top, arg)
+    if top >= count:
+        raise pickle.UnpicklingError(f"memo index {top} out of range for {count} opcodes")
+
+
+def _unpickle(path: Path) -> Any:
+    """Unpickle a CIFAR-10 file with :class:`_CifarUnpickler`.
+
+    Raises only :class:`DatasetCorruptError` (naming ``path``): a damaged
+    pickle can fail in many ways (EOFError, UnpicklingError, ValueError,
+    TypeError, KeyError, MemoryError, OverflowError, UnicodeDecodeError ...).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetCorruptError(f"{path}: cannot read: {exc}") from exc
+    try:
+        _check_pickle_opcodes(raw)
+        return _CifarUnpickler(io.BytesIO(raw)).load()
+    except Exception as exc:  # any failure of a damaged or foreign pickle
+        raise DatasetCorruptError(
+            f"{path}: cannot unpickle a CIFAR-10 file: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _validate_cifar_batch(path: Path, entry: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    import numpy as np
+
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         raise DatasetCorruptError(f"{path}: not a CIFAR-10 batch (needs 'data' and 'labels' keys)")
-    data = np.asarray(entry["data"])
-    labels = np.asarray(entry["labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DatasetCorruptError(
-            f"{path}: 'data' must be uint8 of shape (n, 3072), got {data.dtype} {data.shape}"
-        )
+    data, labels = entry["data"], entry["labels"]
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3 * 32 * 32
+    ):
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DatasetCorruptError(f"{path}: 'data' must be a uint8 array (n, 3072), got {got}")
+    if not isinstance(labels, (list, tuple, np.ndarray)):
+        raise DatasetCorruptError(f"{path}: 'labels' must be a list, got {type(labels).__name__}")
+    labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != data.shape[0] or labels.dtype.kind not in "iu":
         raise DatasetCorruptError(
             f"{path}: 'labels' must be {data.shape[0]} integers, got {labels.dtype} {labels.shape}"
         )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetCorruptError(
+            f"{path}: labels outside [0, 10): min {labels.min()}, max {labels.max()}"
+        )
     # Each row is 1024 red, 1024 green, 1024 blue values in row-major order: CHW.
-    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy())
     return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one ``data_batch_*``/``test_batch`` file; any defect is a DatasetCorruptError."""
+    entry = _unpickle(path)
+    try:
+        return _validate_cifar_batch(path, entry)
+    except DatasetCorruptError:
+        raise
+    except Exception as exc:  # a damaged object can fail any check in its own way
+        raise DatasetCorruptError(
+            f"{path}: not a valid CIFAR-10 batch: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _check_cifar_meta(spec: _Spec, path: Path) -> None:
+    meta = _unpickle(path)
+    names = meta.get("label_names") if isinstance(meta, dict) else None
+    valid = (
+        isinstance(names, (list, tuple))
+        and all(isinstance(n, str) for n in names)
+        and tuple(names) == spec.classes
+    )
+    if not valid:
+        shown = repr(names)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        raise DatasetCorruptError(
+            f"{path}: label_names must be CIFAR-10's 10 class names {spec.classes}, got {shown}"
+        )
 
 
 def _load_cifar(spec: _Spec, files: dict[str, Path], verify_counts: bool):
     classes = spec.classes
     if _CIFAR_META in files:
-        meta = _unpickle(files[_CIFAR_META])
-        names = meta.get("label_names") if isinstance(meta, dict) else None
-        if names is None or tuple(names) != spec.classes:
-            raise DatasetCorruptError(
-                f"{files[_CIFAR_META]}: label_names {names!r} differ from CIFAR-10's {spec.classes}"
-            )
+        _check_cifar_meta(spec, files[_CIFAR_META])
     splits = {}
     for split, batches, expected_n in (
         ("train", _CIFAR_TRAIN, spec.n_train),
@@ -548,6 +707,53 @@ def _load_cifar(spec: _Spec, files: dict[str, Path], verify_counts: bool):
         _check_split(spec, images, labels, expected_n, where, verify_counts, len(classes))
         splits[split] = (images, labels)
     return splits, classes
+
+
+def _check_identity(spec: _Spec, directory: Path, train_images: torch.Tensor) -> None:
+    """Raise DatasetCorruptError unless the training images' per-channel mean is ``spec.mean``.
+
+    MNIST and Fashion-MNIST share file names and format, so only the contents
+    tell them apart. One pass over the uint8 images (numpy's buffered
+    reduction, no float copy): ~0.02 s for MNIST, ~0.07 s for CIFAR-10.
+    """
+    import numpy as np
+
+    array = train_images.numpy()
+    n, channels = array.shape[:2]
+    sums = np.add.reduce(array.reshape(n, channels, -1), axis=(0, 2), dtype=np.uint64)
+    per_channel = array.size // channels
+    measured = tuple(float(total) / per_channel / 255.0 for total in sums)
+
+    def close(mean: tuple[float, ...]) -> bool:
+        return len(mean) == len(measured) and all(
+            abs(m - e) <= _IDENTITY_TOLERANCE for m, e in zip(measured, mean, strict=True)
+        )
+
+    if close(spec.mean):
+        return
+    lookalikes = [
+        other.name
+        for other in _SPECS.values()
+        if other is not spec and other.image_shape == spec.image_shape and close(other.mean)
+    ]
+    cause = (
+        f"these look like another dataset's files ({' or '.join(lookalikes)}: mean "
+        f"{_fmt_mean(_SPECS[lookalikes[0]].mean)})"
+        if lookalikes
+        else "these look like another dataset's files (or modified/corrupt images)"
+    )
+
+    raise DatasetCorruptError(
+        f"{directory}: these files are not {spec.name}: their training-pixel mean is "
+        f"{_fmt_mean(measured)}, {spec.name}'s is {_fmt_mean(spec.mean)} "
+        f"(tolerance ±{_IDENTITY_TOLERANCE}). Likely cause: {cause}. "
+        f"MNIST and Fashion-MNIST use the same file names; point root= or $NETPROPS_DATA "
+        f"at a copy of {spec.name}."
+    )
+
+
+def _fmt_mean(mean: tuple[float, ...]) -> str:
+    return f"{mean[0]:.4f}" if len(mean) == 1 else "(" + ", ".join(f"{m:.4f}" for m in mean) + ")"
 
 
 # ---------------------------------------------------------------------- download
@@ -609,7 +815,11 @@ def load_dataset(
         probe of the download host).
     verify_counts : bool
         Require the full split sizes (60000/10000 for the MNISTs,
-        50000/10000 for CIFAR-10). Turn off only for deliberately partial copies.
+        50000/10000 for CIFAR-10) and check the copy's identity: its mean
+        training pixel must be within 0.02 of the dataset's known mean (per
+        channel), which tells MNIST from Fashion-MNIST (same file names).
+        Turn off only for deliberately partial copies; those skip the identity
+        check too (a subset's mean need not match).
 
     Returns
     -------
@@ -626,7 +836,11 @@ def load_dataset(
         place tried and the command that fixes it.
     DatasetCorruptError
         when a file is truncated or inconsistent (bad magic number, wrong
-        dimensions or counts, labels out of range); the message names the file.
+        dimensions or counts, labels out of range, a damaged or foreign
+        CIFAR-10 pickle); the message names the file. Also when a full copy's
+        mean training pixel is not the dataset's (another dataset's files,
+        e.g. Fashion-MNIST's loaded as ``"mnist"``); the message names the
+        directory and both means.
     """
     check_choice("name", name, DATASET_NAMES)
     check_type("allow_download", allow_download, bool)
@@ -681,6 +895,8 @@ def load_dataset(
     directory, files = found
     loader = _load_cifar if name == "cifar10" else _load_idx_dataset
     splits, classes = loader(spec, files, verify_counts)
+    if verify_counts:  # a partial copy's mean need not match the full set's
+        _check_identity(spec, directory, splits["train"][0])
     log.debug("loaded %s from %s", name, directory)
     train = Split(*(t.to(dev) for t in splits["train"]), spec.mean, spec.std)
     test = Split(*(t.to(dev) for t in splits["test"]), spec.mean, spec.std)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import io
+import os
 import pickle
 import re
 from pathlib import Path
@@ -151,6 +154,72 @@ def test_real_fashion_mnist_subset_is_deterministic(fashion, device):
     assert not torch.equal(a.images, c.images)
     assert a.mean == train.mean
     assert a.std == train.std
+
+
+def test_real_fashion_mnist_passes_the_identity_check(fashion):
+    """The genuine copy's training-pixel mean is the spec's (the fixture loaded it with
+    verify_counts=True, so the check ran); it sits far inside the tolerance."""
+    mean = fashion.train.images.double().mean().item() / 255
+    assert abs(mean - 0.2860) < 1e-4
+    assert abs(mean - fashion.train.mean[0]) < data_mod._IDENTITY_TOLERANCE / 10
+
+
+def test_fashion_mnist_files_loaded_as_mnist_are_rejected(isolated):
+    """Same file names, same format: only the pixel statistics tell them apart."""
+    if not (DEBIAN / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST is not installed at {DEBIAN}")
+    with pytest.raises(DatasetCorruptError) as info:
+        load_dataset("mnist", root=DEBIAN)
+    message = str(info.value)
+    assert str(DEBIAN) in message
+    assert "not mnist" in message
+    assert "0.2860" in message  # measured
+    assert "0.1307" in message  # expected
+    assert "another dataset's files" in message
+    assert "fashion-mnist" in message
+
+
+@pytest.fixture
+def tiny_full_specs(monkeypatch):
+    """Make the tiny synthetic sets count as *full* copies, so verify_counts=True runs."""
+    for name, n_train, n_test in (("mnist", 12, 5), ("cifar10", 10, 3)):
+        spec = dataclasses.replace(data_mod._SPECS[name], n_train=n_train, n_test=n_test)
+        monkeypatch.setitem(data_mod._SPECS, name, spec)
+
+
+def write_constant_idx_set(directory: Path, value: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, n in (("train", 12), ("test", 5)):
+        images = torch.full((n, 28, 28), value, dtype=torch.uint8)
+        labels = torch.arange(n, dtype=torch.uint8) % 10
+        (directory / IDX_STEMS[f"{key}_images"]).write_bytes(idx_bytes(images))
+        (directory / IDX_STEMS[f"{key}_labels"]).write_bytes(idx_bytes(labels))
+
+
+@pytest.mark.parametrize(
+    ("value", "passes"),
+    [(33, True), (29, True), (38, True), (27, False), (39, False), (73, False), (128, False)],
+)
+def test_identity_tolerance_on_full_copies(tmp_path, isolated, tiny_full_specs, value, passes):
+    """MNIST's mean is 0.1307 (33.3 / 255); ±0.02 is ±5.1 grey levels (28.2 to 38.4).
+    Fashion-MNIST's 0.2860 is 72.9 / 255."""
+    write_constant_idx_set(tmp_path / "root", value)
+    if passes:
+        assert load_dataset("mnist", root=tmp_path / "root").name == "mnist"
+    else:
+        with pytest.raises(DatasetCorruptError, match=r"training-pixel mean is 0\.\d{4}"):
+            load_dataset("mnist", root=tmp_path / "root")
+    # A partial copy skips the identity check (a subset's mean need not match).
+    data = load_dataset("mnist", root=tmp_path / "root", verify_counts=False)
+    assert int(data.train.images[0, 0, 0, 0]) == value
+
+
+def test_identity_check_is_per_channel_for_cifar10(tmp_path, isolated, tiny_full_specs):
+    write_cifar(tmp_path / "root", per_batch=2, n_test=3, pixel_means=(125, 123, 114))
+    assert load_dataset("cifar10", root=tmp_path / "root").train.images.shape[0] == 10
+    write_cifar(tmp_path / "root", per_batch=2, n_test=3, pixel_means=(125, 123, 150))
+    with pytest.raises(DatasetCorruptError, match=r"\(0\.4902, 0\.4824, 0\.5882\)"):
+        load_dataset("cifar10", root=tmp_path / "root")
 
 
 def test_found_through_netprops_data_env(monkeypatch, isolated, tmp_path):
@@ -330,23 +399,63 @@ def test_load_dataset_validates_arguments(kwargs, error, match):
 # ----------------------------------------------------------------- CIFAR-10
 
 
-def write_cifar(directory: Path, per_batch: int = 2, n_test: int = 3, seed: int = 0):
-    """Write the official cifar-10-batches-py format (pickled dicts, latin1-readable)."""
+class _Py2StylePickler(pickle.Pickler):
+    """Pickles arrays the way the official (Python 2, protocol 2) CIFAR-10 files hold them:
+    ``numpy.core.multiarray._reconstruct`` with the pixels as a latin-1 ``str``."""
+
+    def reducer_override(self, obj):
+        if type(obj) is np.ndarray:
+            reconstruct = obj.__reduce__()[0]
+            pixels = obj.tobytes().decode("latin1")
+            return reconstruct, (np.ndarray, (0,), "b"), (1, obj.shape, obj.dtype, False, pixels)
+        return NotImplemented
+
+
+def cifar_pickle(obj, protocol: int | None = None, py2: bool = False) -> bytes:
+    if not py2:
+        return pickle.dumps(obj, protocol=protocol)
+    buffer = io.BytesIO()
+    _Py2StylePickler(buffer, protocol=2).dump(obj)
+    raw = buffer.getvalue()
+    for module in (b"numpy._core.multiarray", b"numpy.core.multiarray"):
+        raw = raw.replace(
+            b"c" + module + b"\n_reconstruct\n", b"cnumpy.core.multiarray\n_reconstruct\n"
+        )
+    assert b"_reconstruct" not in raw or b"cnumpy.core.multiarray\n_reconstruct\n" in raw
+    return raw
+
+
+def write_cifar(
+    directory: Path,
+    per_batch: int = 2,
+    n_test: int = 3,
+    seed: int = 0,
+    protocol: int | None = None,
+    py2: bool = False,
+    pixel_means: tuple[int, int, int] | None = None,
+):
+    """Write the official cifar-10-batches-py format (pickled dicts, latin1-readable).
+
+    ``pixel_means`` makes every pixel of channel c equal ``pixel_means[c]``.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     batches = {}
     for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        if pixel_means is None:
+            pixels = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        else:
+            pixels = np.repeat(np.array(pixel_means, dtype=np.uint8), 1024)[None].repeat(n, 0)
         entry = {
             "batch_label": f"{name} of 5",
             "labels": rng.integers(0, 10, n).tolist(),
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "data": pixels,
             "filenames": [f"img{i}.png" for i in range(n)],
         }
-        with (directory / name).open("wb") as f:
-            pickle.dump(entry, f)
+        (directory / name).write_bytes(cifar_pickle(entry, protocol, py2))
         batches[name] = entry
-    with (directory / "batches.meta").open("wb") as f:
-        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": per_batch}, f)
+    meta = {"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": per_batch}
+    (directory / "batches.meta").write_bytes(cifar_pickle(meta, protocol, py2))
     return batches
 
 
@@ -406,6 +515,177 @@ def test_cifar10_truncated_pickle_is_corrupt(tmp_path, isolated):
     victim.write_bytes(victim.read_bytes()[:50])
     with pytest.raises(DatasetCorruptError, match="data_batch_3"):
         load_dataset("cifar10", root=tmp_path / "root", verify_counts=False)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "py2"),
+    [(2, True), (0, False), (2, False), (4, False), (5, False)],
+    ids=["official-py2", "p0", "p2", "p4", "p5"],
+)
+def test_cifar10_pickle_flavours_load(tmp_path, isolated, protocol, py2):
+    """The official files (Python 2, numpy.core.multiarray) and Python 3 pickles at every
+    protocol need only the globals the restricted unpickler allows."""
+    batches = write_cifar(tmp_path / "root", protocol=protocol, py2=py2)
+    data = load_dataset("cifar10", root=tmp_path / "root", verify_counts=False)
+    expected = batches["test_batch"]["data"].reshape(-1, 3, 32, 32)
+    np.testing.assert_array_equal(data.test.images.numpy(), expected)
+    assert data.test.labels.tolist() == batches["test_batch"]["labels"]
+
+
+class _RunsCode:
+    """What a malicious "batch" holds: pickle calls ``func(*args)`` when loading it."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("victim", ["data_batch_2", "batches.meta"])
+@pytest.mark.parametrize("via", ["os.system", "builtins.exec", "nested"])
+def test_cifar10_pickle_cannot_run_code(tmp_path, isolated, victim, via):
+    write_cifar(tmp_path / "root")
+    marker = tmp_path / "pwned"
+    command = f"touch {marker}"
+    payload = {
+        "os.system": _RunsCode(os.system, command),
+        "builtins.exec": _RunsCode(exec, f"open({str(marker)!r}, 'w').close()"),
+        # inside an otherwise valid batch, where a naive reader would look only at the keys
+        "nested": {
+            "data": np.zeros((2, 3072), dtype=np.uint8),
+            "labels": [0, 1],
+            "batch_label": _RunsCode(os.system, command),
+        },
+    }[via]
+    (tmp_path / "root" / victim).write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(DatasetCorruptError, match=re.escape(victim)) as info:
+        load_dataset("cifar10", root=tmp_path / "root", verify_counts=False)
+    assert "not allowed" in str(info.value)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x80\x02]r\xff\xff\xff\x7f.",  # LONG_BINPUT 2**31 - 1: a 16 GiB memo
+        b"(lp2147483647\n.",  # the same at protocol 0
+        b"\x80\x02B\xff\xff\xff\x7fabc.",  # BINBYTES claiming 2 GiB
+    ],
+    ids=["long-binput", "put", "binbytes"],
+)
+def test_cifar10_pickle_with_huge_memo_or_length_is_rejected_up_front(tmp_path, isolated, raw):
+    """One damaged byte can turn a memo index or length prefix into billions; the C
+    unpickler would allocate (and zero-fill) that much before failing."""
+    write_cifar(tmp_path / "root")
+    (tmp_path / "root" / "batches.meta").write_bytes(raw)
+    with pytest.raises(DatasetCorruptError, match=r"batches\.meta"):
+        load_dataset("cifar10", root=tmp_path / "root", verify_counts=False)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"label_names": 5},
+        {"label_names": None},
+        {"label_names": "airplane"},
+        {"label_names": list(range(10))},
+        {"label_names": list(CIFAR10_CLASSES[:9])},
+        {"label_names": [*CIFAR10_CLASSES, "extra"]},
+        {"num_cases_per_batch": 2},
+        ["label_names"],
+        5,
+    ],
+    ids=["int", "none", "str", "ints", "nine", "eleven", "missing", "list", "bare-int"],
+)
+def test_cifar10_meta_with_wrong_types_is_corrupt(tmp_path, isolated, meta):
+    write_cifar(tmp_path / "root")
+    (tmp_path / "root" / "batches.meta").write_bytes(pickle.dumps(meta))
+    with pytest.raises(DatasetCorruptError, match=r"batches\.meta"):
+        load_dataset("cifar10", root=tmp_path / "root", verify_counts=False)
+
+
+_GOOD_ROWS = np.zeros((3, 3072), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"data": 5, "labels": [0, 1, 2]},
+        {"data": _GOOD_ROWS.tolist(), "labels": [0, 1, 2]},
+        {"data": _GOOD_ROWS.astype(np.float32), "labels": [0, 1, 2]},
+        {"data": _GOOD_ROWS.astype(np.int64), "labels": [0, 1, 2]},
+        {"data": _GOOD_ROWS.reshape(3, 3, 32, 32), "labels": [0, 1, 2]},
+        {"data": _GOOD_ROWS, "labels": 5},
+        {"data": _GOOD_ROWS, "labels": "012"},
+        {"data": _GOOD_ROWS, "labels": ["a", "b", "c"]},
+        {"data": _GOOD_ROWS, "labels": [0.0, 1.0, 2.0]},
+        {"data": _GOOD_ROWS, "labels": [0, 1, 10]},
+        {"data": _GOOD_ROWS, "labels": [0, 1, -1]},
+        {"data": _GOOD_ROWS, "labels": [0, 1, 2**80]},
+        {"data": _GOOD_ROWS, "labels": [0, 1]},
+        {"data": _GOOD_ROWS, "labels": [[0], [1], [2]]},
+        {"data": _GOOD_ROWS, "labels": {0: 1}},
+        {"data": _GOOD_ROWS},
+        {b"data": _GOOD_ROWS, b"labels": [0, 1, 2]},
+        [_GOOD_ROWS, [0, 1, 2]],
+        None,
+    ],
+)
+def test_cifar10_batch_with_wrong_types_is_corrupt(tmp_path, isolated, entry):
+    write_cifar(tmp_path / "root")
+    (tmp_path / "root" / "test_batch").write_bytes(pickle.dumps(entry))
+    with pytest.raises(DatasetCorruptError, match="test_batch"):
+        load_dataset("cifar10", root=tmp_path / "root", verify_counts=False)
+
+
+@pytest.mark.parametrize(("protocol", "py2"), [(2, True), (4, False)], ids=["py2", "p4"])
+def test_cifar10_random_corruptions_only_raise_dataset_corrupt_error(
+    tmp_path, isolated, protocol, py2
+):
+    """Seeded random byte damage to a batch: either a clear DatasetCorruptError naming
+    the file, or (harmless damage, e.g. to a pixel) a valid dataset."""
+    root = tmp_path / "root"
+    batches = write_cifar(root, protocol=protocol, py2=py2)
+    victim = root / "data_batch_2"
+    original = victim.read_bytes()
+    pixels = batches["data_batch_2"]["data"].tobytes()
+    if py2:  # stored as latin-1 text: find it by its encoded form
+        pixels = pixels.decode("latin1").encode("utf-8")
+    start = original.index(pixels)
+    structure = [i for i in range(len(original)) if not start <= i < start + len(pixels)]
+    outcomes = {"corrupt": 0, "loaded": 0}
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        damaged = bytearray(original)
+        for _ in range(int(rng.integers(1, 4))):
+            # mostly hit the pickle's structure (opcodes, lengths, names), not the pixels
+            where = (
+                int(rng.choice(structure))
+                if rng.random() < 0.9
+                else int(rng.integers(len(original)))
+            )
+            damaged[where] = (damaged[where] + int(rng.integers(1, 256))) % 256
+        if rng.random() < 0.2:
+            damaged = damaged[: int(rng.integers(len(damaged)))]
+        victim.write_bytes(bytes(damaged))
+        try:
+            data = load_dataset("cifar10", root=root, verify_counts=False)
+        except DatasetCorruptError as exc:
+            error = str(exc)
+        else:
+            error = None
+        if error is not None:
+            assert "data_batch_2" in error, (seed, error)
+            outcomes["corrupt"] += 1
+            continue
+        outcomes["loaded"] += 1
+        assert data.train.images.dtype == torch.uint8
+        assert data.train.images.shape[1:] == (3, 32, 32)
+        assert len(data.train) == len(data.train.labels)
+        assert 0 <= int(data.train.labels.min()) <= int(data.train.labels.max()) < 10
+    assert outcomes["corrupt"] >= 30, outcomes
 
 
 # -------------------------------------------------------------- Split / Data
