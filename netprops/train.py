@@ -328,14 +328,26 @@ def _layer_params(model: nn.Module) -> tuple[list[str], list[nn.Parameter], torc
     names: list[str] = []
     params: list[nn.Parameter] = []
     owner: list[int] = []
+    seen: set[int] = set()  # a parameter shared by two modules is trained once
     for name, module in model.named_modules():
-        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        own = []
+        for p in module.parameters(recurse=False):
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                own.append(p)
         if not own:
             continue
         names.append(name or type(module).__name__)
         params.extend(own)
         owner.extend([len(names) - 1] * len(own))
     return names, params, torch.tensor(owner, dtype=torch.long)
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    from .layers.norm import BatchNorm1d, BatchNorm2d
+
+    kinds = (nn.modules.batchnorm._BatchNorm, BatchNorm1d, BatchNorm2d)
+    return any(isinstance(m, kinds) and m.training for m in model.modules())
 
 
 @torch.no_grad()
@@ -467,7 +479,8 @@ def train(
             f"track must be a collection of names from {TRACKABLE}, got the string {track!r}"
         )
     check_type("track", track, (tuple, list, set, frozenset))
-    tracked = tuple(check_choice("track item", t, TRACKABLE) for t in track)
+    chosen = {check_choice("track item", t, TRACKABLE) for t in track}
+    tracked = tuple(t for t in TRACKABLE if t in chosen)  # canonical order, no repeats
     if progress is not None:
         check_type("progress", progress, bool)
     if train_subset is not None:
@@ -492,6 +505,15 @@ def train(
     x_all, y_all = split.float(dtype), split.labels
     x_test, y_test = data.test.float(dtype), data.test.labels
     n = len(split)
+    for what, size in (("training", n), ("test", len(data.test))):
+        if size < 1:
+            raise ValueError(f"data must have at least 1 {what} example, its {what} split is empty")
+    if n % batch_size == 1 and model.training and _has_batch_norm(model):
+        raise ValueError(
+            f"batch_size={batch_size} leaves a last batch of 1 example out of {n}, which "
+            "BatchNorm cannot train on (one value per channel); choose a batch_size or "
+            "train_subset that leaves a remainder other than 1"
+        )
     steps_per_epoch = -(-n // batch_size)
     total_steps = steps if steps is not None else epochs * steps_per_epoch  # type: ignore[operator]
 
@@ -554,10 +576,16 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if track_norms:
-                    grad_norms = torch._foreach_norm([p.grad for p in params])
-                    squares = torch.stack(grad_norms).double().square()
+                    grads = [p.grad for p in params]
+                    have = owner
+                    if any(g is None for g in grads):  # unused this step: norm 0
+                        keep = [i for i, g in enumerate(grads) if g is not None]
+                        grads = [grads[i] for i in keep]
+                        have = owner[torch.tensor(keep, dtype=torch.long, device=dev)]
                     layer = torch.zeros(len(names), dtype=torch.float64, device=dev)
-                    layer.index_add_(0, owner, squares)
+                    if grads:
+                        squares = torch.stack(torch._foreach_norm(grads)).double().square()
+                        layer.index_add_(0, have, squares)
                     norms.append(layer.sqrt_())
                 if grad_clip is not None:
                     nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)

@@ -5,8 +5,8 @@ Two rules, both stated in the report next to every verdict:
 * :func:`compare_runs` — "A is better than B" over seeds. With fewer than
   three runs per side it is distribution-free: *supported* only when every run
   of A beats every run of B by more than the margin. With three or more it is
-  a one-sided Welch t-test: *supported* when the mean difference exceeds the
-  margin and p < alpha. Either way the claim is *not supported by this run*
+  a one-sided Welch t-test of H0 "the difference is at most the margin":
+  *supported* when p < alpha. Either way the claim is *not supported by this run*
   when A's mean is not better than B's at all, and *inconclusive* otherwise.
 * :func:`every_sample` — "this holds" over independent samples (networks,
   seeds): *supported* when it holds in every sample, *not supported* when it
@@ -134,13 +134,18 @@ def compare_runs(
         strong = worst_gap > margin
     else:
         if sd(a) == 0 and sd(b) == 0:  # no noise at all: the t statistic is undefined
-            p_value = 0.0 if diff > 0 else 1.0
+            p_value = 0.0 if diff > margin else 1.0
         else:
+            # H0: the advantage is at most the margin (A shifted back by it), so a
+            # supported claim means "better by more than the margin", not just "better".
+            shifted = [x - sign * margin for x in a]
             alternative = "greater" if higher_is_better else "less"
-            p_value = float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+            p_value = float(
+                stats.ttest_ind(shifted, b, equal_var=False, alternative=alternative).pvalue
+            )
         rule = (
-            f"{len(a)} vs {len(b)} runs: supported when the mean {what} of {name_a} is "
-            f"{better} than {name_b}'s by more than {margin:g} and a one-sided Welch t-test "
+            f"{len(a)} vs {len(b)} runs: supported when a one-sided Welch t-test of "
+            f"H0 '{name_a}'s mean {what} is {better} than {name_b}'s by at most {margin:g}' "
             f"gives p < {alpha:g}; not supported when {name_a}'s mean is not {better}; "
             f"inconclusive otherwise"
         )

@@ -174,7 +174,9 @@ class Context:
                 scenario, seed, self.data, device=self.device, progress=self.progress
             )
         except ValueError as exc:
-            if not any(marker in str(exc) for marker in _EXPECTED_FAILURES):
+            # only batch size 1 is the expected BatchNorm failure the report discusses
+            expected = scenario.batch_size == 1 and any(m in str(exc) for m in _EXPECTED_FAILURES)
+            if not expected:
                 raise
             log.info("%s (seed %d) cannot train: %s", scenario.name, seed, exc)
             result = Run(scenario, seed, error=str(exc))

@@ -255,9 +255,14 @@ def test_compare_runs_small_samples_need_every_run_to_win():
 def test_compare_runs_uses_welch_t_test_from_three_seeds():
     a, b = [0.85, 0.86, 0.84, 0.87], [0.80, 0.82, 0.81]
     c = compare_runs(a, b, margin=0.01, names=("new", "old"))
-    reference = stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
+    # H0: the advantage is at most the margin, so A is shifted back by it
+    shifted = [x - 0.01 for x in a]
+    reference = stats.ttest_ind(shifted, b, equal_var=False, alternative="greater").pvalue
     assert c.p_value == pytest.approx(reference)
     assert c.verdict == SUPPORTED and "new" in c.rule and "Welch" in c.rule
+    # better on average, but not by the margin: never "supported"
+    near = compare_runs([0.820, 0.821, 0.822, 0.823], [0.799, 0.800, 0.801], margin=0.02)
+    assert near.diff > 0.02 and near.p_value > 0.05 and near.verdict == INCONCLUSIVE
     noisy = compare_runs([0.9, 0.7, 0.85], [0.8, 0.75, 0.78], margin=0.01)
     assert noisy.diff > 0.01 and noisy.p_value > 0.05 and noisy.verdict == INCONCLUSIVE
     # identical constant samples: no NaN p-value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import netprops
-from netprops.data import Data, synthetic_dataset
+import netprops.models
+from netprops.data import Data, Split, synthetic_dataset
 from netprops.train import OPTIMIZERS, History, _show_progress, evaluate, make_optimizer, train
 
 N_TRAIN, N_TEST, SHAPE = 300, 100, (1, 8, 8)
@@ -433,3 +435,75 @@ def test_engine_adam_matches_torch_optim_bitwise(device, name, cls, extra_on):
     reference = run(lambda ps: cls(ps, lr=1e-2, weight_decay=0.1, fused=True))
     for p, q in zip(ours, reference, strict=True):
         assert torch.equal(p, q)
+
+
+class _WithUnused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        with netprops.seeded_global_rng(0):
+            self.fc = nn.Linear(784, 10)
+            self.unused = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_grad_norm_tracking_survives_a_parameter_without_gradient():
+    data = synthetic_dataset(n_train=64, n_test=32, seed=0)
+    history = train(_WithUnused(), data, steps=3, batch_size=32, seed=0)
+    assert history.grad_norms["unused"] == [0.0, 0.0, 0.0]
+    assert all(v > 0 for v in history.grad_norms["fc"])
+
+
+class _Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        with netprops.seeded_global_rng(0):
+            self.a = nn.Linear(784, 64, bias=False)
+            self.a2 = nn.Linear(784, 64, bias=False)
+            self.b = nn.Linear(64, 10)
+        self.a2.weight = self.a.weight  # one parameter owned by two modules
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.b(torch.relu(self.a(x)) + torch.relu(self.a2(x)))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_shared_parameter_is_stepped_once(optimizer):
+    # one full-batch step must equal torch's optimizer on model.parameters() (deduplicated)
+    data = synthetic_dataset(n_train=32, n_test=16, seed=1)
+    ours, ref = _Tied(), _Tied()
+    train(ours, data, steps=1, batch_size=32, optimizer=optimizer, lr=0.01, track=())
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(ref.parameters(), lr=0.01)
+    x, y = data.train.float(), data.train.labels
+    perm = torch.randperm(32, generator=netprops.make_generator(netprops.derive_seed(0, "shuffle")))
+    torch.nn.functional.cross_entropy(ref(x[perm]), y[perm]).backward()
+    opt.step()
+    torch.testing.assert_close(ours.a.weight, ref.a.weight)
+    torch.testing.assert_close(ours.b.weight, ref.b.weight)
+
+
+def test_track_order_does_not_depend_on_the_collection():
+    data = synthetic_dataset(n_train=64, n_test=32, seed=0)
+    runs = [
+        train(_WithUnused(), data, steps=2, batch_size=32, track=track).config["track"]
+        for track in (
+            {"grad_norms", "loss", "accuracy"},
+            ("accuracy", "loss", "loss", "grad_norms"),
+        )
+    ]
+    assert runs[0] == runs[1] == ["loss", "accuracy", "grad_norms"]
+
+
+def test_empty_splits_and_a_last_batch_of_one_under_batchnorm_are_clear_errors():
+    full = synthetic_dataset(n_train=129, n_test=32, seed=0)
+    bn = netprops.models.create("mlp-784-128-64-10", seed=0, norm="batch")
+    with pytest.raises(ValueError, match="leaves a last batch of 1 example out of 129"):
+        train(bn, full, epochs=1, batch_size=128)
+    train(bn, full, epochs=1, batch_size=100, track=())  # remainder 29 is fine
+    empty = Split(full.train.images[:0], full.train.labels[:0], full.train.mean, full.train.std)
+    with pytest.raises(ValueError, match="at least 1 training example"):
+        train(_WithUnused(), dataclasses.replace(full, train=empty), steps=3)
+    with pytest.raises(ValueError, match="at least 1 test example"):
+        train(_WithUnused(), dataclasses.replace(full, test=empty), steps=3)
