@@ -216,16 +216,26 @@ def check_device_parity(
     other = _run(module, x, other_dev, other_dtype, seed)
 
     # Gradients are sums that may cancel (the bias before a BatchNorm has gradient 0 in
-    # exact arithmetic, rounding noise in float32): measure them on the largest gradient's scale.
-    grad_scale = max(
-        (_scale(v) for k, v in ref.items() if k.startswith("grad") and v is not None),
-        default=1.0,
-    )
+    # exact arithmetic, rounding noise in float32): measure each parameter's gradient on
+    # the largest gradient scale of its own module (not of the whole model, which would
+    # hide a gradient lost in a layer whose gradients are small, e.g. deep in a tanh net).
+    module_scale: dict[str, float] = {}
+    for k, v in ref.items():
+        if k.startswith("grad of ") and k != "grad of x" and v is not None:
+            owner = k.removeprefix("grad of ").rpartition(".")[0]
+            module_scale[owner] = max(module_scale.get(owner, 0.0), _scale(v.double().cpu()))
+
+    def grad_floor(key: str) -> float:
+        if key == "grad of x":  # may cancel too (LayerNorm's sums to 0 per row): whole model
+            return max(module_scale.values(), default=0.0)
+        return module_scale.get(key.removeprefix("grad of ").rpartition(".")[0], 0.0)
+
     sides = f"{other_dev}/{other_dtype} vs reference {ref_dev}/{ref_dtype}"
     details: dict[str, Any] = {
         "x": _describe(x),
         "compared": sides,
-        "tolerance": f"atol·s + rtol·|ref| with {tol}, s = rms(ref) (gradients: >= {grad_scale:.3g})",
+        "tolerance": f"atol·s + rtol·|ref| with {tol}, s = rms(ref) (a parameter's "
+        "gradient: >= the largest rms among its module's gradients; x's: among all)",
         "mode": "train" if module.training else "eval",
     }
     errors: dict[str, float] = {}
@@ -247,7 +257,7 @@ def check_device_parity(
                 details=details,
             )
         r64 = r.double().cpu()
-        scale = max(_scale(r64), grad_scale) if key.startswith("grad") else _scale(r64)
+        scale = max(_scale(r64), grad_floor(key)) if key.startswith("grad") else _scale(r64)
         bound = tol.atol * scale + tol.rtol * r64.abs()
         score, index = _worst(_normalized_error(t.cpu(), r64, bound))
         errors[key] = score

@@ -56,8 +56,10 @@ def _unit_rows(module: nn.Module, grads: dict[int, torch.Tensor | None]) -> torc
     The weight part and the gradient part are each scaled by their largest
     magnitude, so the duplicate tolerance is relative to the layer's scale.
     """
+    # ConvTranspose weights are (in, out/groups, ...): output units run along dim 1
+    unit_dim = 1 if getattr(module, "transposed", False) else 0
     weight = module.weight.detach()
-    units = weight.shape[0]
+    units = weight.shape[unit_dim]
     parts = []
     for tensors in (
         [weight, getattr(module, "bias", None)],
@@ -69,7 +71,10 @@ def _unit_rows(module: nn.Module, grads: dict[int, torch.Tensor | None]) -> torc
                 continue
             if t is None:  # frozen or unused: no gradient, so nothing separates the units
                 t = torch.zeros_like(like)
-            cols.append(t.detach().to(torch.float64).reshape(units, -1))
+            t = t.detach().to(torch.float64)
+            if t.dim() > 1 and unit_dim:
+                t = t.movedim(unit_dim, 0)
+            cols.append(t.reshape(units, -1))
         block = torch.cat(cols, dim=1)
         scale = block.abs().max()
         parts.append(block / scale if scale > 0 else block)

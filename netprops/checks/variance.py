@@ -40,7 +40,8 @@ from ..errors import (
     check_type,
 )
 from ..init import calculate_gain
-from ..seeding import make_generator, seeded_global_rng
+from ..seeding import make_generator
+from ._state import seeded_module
 from .results import CheckResult, violation
 from .stats import DEFAULT_ALPHA, chi2_interval, z_two_sided
 
@@ -939,9 +940,9 @@ def _run_probe(
     restored.
     """
     rec = recorder(model)
-    devices = (x.device,) if x.device.type == "cuda" else ()
     try:
-        with _model_untouched(model), seeded_global_rng(seed, devices), torch.enable_grad():
+        # seeded_module: module-held generators (DropConnect) too, restored afterwards
+        with _model_untouched(model), seeded_module(model, seed, x.device), torch.enable_grad():
             leaf = x.detach().requires_grad_(x.is_floating_point())
             output = model(leaf.clone() if x.is_floating_point() else leaf)
             loss, description = _probe_loss(output, target, seed)
@@ -1125,11 +1126,16 @@ def check_model_variance(
     layers = profile.layers
     hidden = layers[:-1] if len(layers) > 1 else layers
     ratios: list[tuple[str, str, float]] = []
+    report_details: dict[str, str] = {}
     references = [("pre-activation E[z²]", "first layer", layers[0].pre_second_moment)]
     if len(layers) > 1:
         references.append(("gradient E[g²]", "last hidden layer", layers[-2].grad_second_moment))
     for what, ref_name, ref in references:
         attr = "pre_second_moment" if what.startswith("pre") else "grad_second_moment"
+        if attr == "grad_second_moment" and math.isnan(ref):
+            # frozen layers / integer inputs: no gradient reaches it, nothing to compare
+            report_details["gradient_band"] = f"skipped: no gradient reaches the {ref_name}"
+            continue
         if not (math.isfinite(ref) and ref > 0):
             violation(
                 name,
@@ -1144,6 +1150,7 @@ def check_model_variance(
             if not math.isnan(value):
                 ratios.append((what, row.name, value / ref))
     details: dict[str, Any] = {"band_relative_to": "first layer (E[z²]), last hidden layer (E[g²])"}
+    details.update(report_details)
     worst = max(ratios, key=lambda r: abs(math.log(r[2])) if r[2] > 0 else math.inf)
     outside = [r for r in ratios if not lo <= r[2] <= hi]
     details["profile"] = profile

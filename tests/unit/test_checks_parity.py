@@ -268,3 +268,32 @@ def test_parity_validates_arguments(kwargs, exc, pattern):
     module, x = args.pop("module"), args.pop("x")
     with pytest.raises(exc, match=pattern):
         check_device_parity(module, x, **args)
+
+
+class _LostFirstLayerGradient(nn.Module):
+    """Deep tanh net whose float32 path drops the first layer's weight gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with seeded_global_rng(0):
+            self.l1 = nn.Linear(32, 32)
+            self.net = nn.Sequential(*[m for _ in range(7) for m in (nn.Linear(32, 32), nn.Tanh())])
+            self.out = nn.Linear(32, 4)
+        with torch.no_grad():
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):
+                    layer.weight.mul_(0.2)  # small gradients reach l1
+
+    def forward(self, x):
+        w = self.l1.weight
+        if x.dtype == torch.float32:
+            w = w.detach() + 0 * w  # the bug: no gradient flows to l1.weight
+        return self.out(self.net(nn.functional.linear(x, w, self.l1.bias)))
+
+
+def test_a_gradient_lost_in_a_layer_with_small_gradients_is_caught(device):
+    module = _LostFirstLayerGradient().to(device)
+    with pytest.raises(PropertyViolation, match=r"grad of l1\.weight differs"):
+        check_device_parity(
+            module, _randn((8, 32), 3, device), devices=(device, device), dtypes=_DTYPES
+        )

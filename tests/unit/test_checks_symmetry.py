@@ -198,3 +198,27 @@ def test_symmetry_check_rejects_bad_arguments(model, x, kwargs, exc, pattern):
     model = _mlp("cpu") if model is None else model
     with pytest.raises(exc, match=pattern):
         check_symmetry_broken(model, x, **kwargs)
+
+
+def _transposed_net(tie: bool) -> nn.Module:
+    with netprops.seeded_global_rng(0):
+        model = nn.Sequential(
+            nn.Linear(8, 4),
+            nn.Unflatten(1, (4, 1, 1)),
+            nn.ConvTranspose2d(4, 6, 2),
+            nn.Flatten(),
+            nn.Linear(24, 3),
+        )
+    if tie:  # output channels 0 and 1 identical, incoming and outgoing
+        with torch.no_grad():
+            model[2].weight[:, 1] = model[2].weight[:, 0]
+            model[2].bias[1] = model[2].bias[0]
+            model[4].weight.view(3, 6, 4)[:, 1] = model[4].weight.view(3, 6, 4)[:, 0]
+    return model
+
+
+def test_conv_transpose_units_are_its_output_channels():
+    x = torch.randn(5, 8, generator=netprops.make_generator(1))
+    check_symmetry_broken(_transposed_net(tie=False), x)
+    with pytest.raises(netprops.PropertyViolation, match=r"ConvTranspose2d.*units \[0, 1\]"):
+        check_symmetry_broken(_transposed_net(tie=True), x)

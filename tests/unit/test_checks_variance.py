@@ -778,3 +778,32 @@ def test_model_variance_rejects_bad_bands(band, exc, pattern):
         check_model_variance(
             nn.Linear(2, 2, device="meta"), torch.ones(1, 2, device="meta"), band=band
         )
+
+
+def test_profiles_replay_module_generators_and_leave_them_untouched():
+    from netprops.layers import DropConnectLinear
+
+    gen = netprops.make_generator(1)
+    with netprops.seeded_global_rng(0):
+        model = nn.Sequential(
+            nn.Linear(16, 32),
+            nn.ReLU(),
+            DropConnectLinear(32, 32, p=0.5, generator=gen),
+            nn.ReLU(),
+            nn.Linear(32, 4),
+        )
+    x = torch.randn(8, 16, generator=netprops.make_generator(0))
+    state = gen.get_state().clone()
+    first = variance_profile(model, x, seed=0)
+    second = variance_profile(model, x, seed=0)
+    assert [r.pre_second_moment for r in first] == [r.pre_second_moment for r in second]
+    assert torch.equal(gen.get_state(), state)
+
+
+def test_model_variance_skips_the_gradient_band_when_no_gradient_reaches_it():
+    with netprops.seeded_global_rng(0):
+        model = nn.Sequential(nn.Embedding(100, 32), nn.Flatten(), nn.Linear(32 * 5, 10))
+    model[0].weight.requires_grad_(False)
+    tokens = torch.randint(0, 100, (4, 5), generator=netprops.make_generator(0))
+    result = check_model_variance(model, tokens)
+    assert result.details["gradient_band"].startswith("skipped: no gradient reaches")
