@@ -3,9 +3,10 @@
 ``check_train_eval_contract`` verifies what switching a module to eval mode
 promises: eval forwards are deterministic and draw no random numbers, they
 change no parameter or buffer, dropout-like layers are the identity (or a plain
-``F.linear`` / ``F.conv*d`` with their weights), and BatchNorm-like layers update
-their running statistics in train mode by torch's momentum formula with the
-unbiased batch variance.
+``F.linear`` / ``F.conv*d`` with their weights), BatchNorm-like layers compute
+``F.batch_norm`` with their running statistics in eval mode and update those
+statistics in train mode by torch's momentum formula with the unbiased batch
+variance.
 
 :class:`ModuleSnapshot` records everything a forward may disturb (modes,
 parameter and buffer values, gradients, module-held generators, public
@@ -280,12 +281,45 @@ def _is_batchnorm_like(sub: nn.Module) -> bool:
     )
 
 
+def _tracks_running_stats(sub: nn.Module) -> bool:
+    """False only for a module that says ``track_running_stats = False`` (batch stats in eval)."""
+    return getattr(sub, "track_running_stats", True) is not False
+
+
+def _batchnorm_eval_skip(sub: nn.Module) -> str | None:
+    """Why the eval output of BatchNorm-like ``sub`` has no F.batch_norm reference (None: it has)."""
+    if len(sub._modules) > 0:
+        return "skipped (not a leaf module)"
+    if not _tracks_running_stats(sub):
+        return "skipped (track_running_stats=False: batch statistics in eval)"
+    eps = getattr(sub, "eps", None)
+    if not isinstance(eps, Real) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
+        return "skipped (no numeric eps)"
+    mean, var = sub.running_mean, sub.running_var
+    if not (mean.is_floating_point() and var.is_floating_point()):
+        return "skipped (running statistics are not floating point)"
+    if mean.dim() != 1 or var.shape != mean.shape:
+        return "skipped (running statistics are not per-channel vectors)"
+    for attr in ("weight", "bias"):
+        value = getattr(sub, attr, None)
+        if value is not None and (
+            not isinstance(value, torch.Tensor)
+            or not value.is_floating_point()
+            or value.shape != mean.shape
+        ):
+            return f"skipped ({attr} is not a per-channel vector)"
+    return None
+
+
 # --------------------------------------------------------------------------- global RNG
 
 
 def _global_rng_states() -> dict[str, torch.Tensor]:
     states = {"torch global CPU generator": torch.random.get_rng_state()}
-    if torch.cuda.is_available():
+    # Only an initialized CUDA runtime (any CUDA tensor or generator use initializes it):
+    # get_rng_state_all() would initialize CUDA eagerly for a CPU-only check, and in a
+    # forked child process fail with "Cannot re-initialize CUDA".
+    if torch.cuda.is_initialized():
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
             states[f"torch global cuda:{index} generator"] = state
     return states
@@ -372,8 +406,17 @@ def check_train_eval_contract(
       input with its weights and bias (within the dtype tolerance);
     * no parameter or buffer changes (bitwise; e.g. BatchNorm running statistics);
     * no random number is drawn: torch's global CPU generator, every CUDA
-      generator (when CUDA is available) and every ``torch.Generator`` held as a
-      submodule attribute keep their state;
+      generator (when CUDA is already initialized; the check never initializes it)
+      and every ``torch.Generator`` held as a submodule attribute keep their state;
+    * every BatchNorm-like leaf (``running_mean`` / ``running_var`` tensors, a
+      numeric ``eps``, ``track_running_stats`` not False) returns
+      ``F.batch_norm(input, running_mean, running_var, weight, bias, training=False,
+      eps=eps)`` of its (first) input, computed here in float64, within
+      ``atol·κ + rtol·|y|`` with ``κ = (|x| + |running_mean|)·|weight|/√(running_var + ε)
+      + |bias|`` elementwise (the float64 reference's conditioning) and the loosest
+      tolerance of the dtypes involved. This is checked on the eval forward above
+      and once more after the train-mode forward, when the running statistics are
+      no longer torch's initial (0, 1), which a layer ignoring them reproduces;
     * the outputs of the repeats agree bitwise on CPU, within
       ``atol·rms(y) + rtol·|y|`` on CUDA (its kernels promise no bitwise repeatability).
 
@@ -382,7 +425,8 @@ def check_train_eval_contract(
     ``x̂ ← (1 − m)·x̂ + m·x_t`` with the batch mean and the UNBIASED batch variance
     of the input it received (channel dim 1), ``m = momentum`` or, for
     ``momentum=None``, ``1/num_batches_tracked``; ``num_batches_tracked`` grows by
-    one per call. The expected update is computed here in float64.
+    one per call. The expected update is computed here in float64. A module with
+    ``track_running_stats = False`` is exempt from both BatchNorm rules.
 
     The module's modes, parameters, buffers, gradients, held generators and the
     global RNG states are restored afterwards, also when the check fails.
@@ -400,8 +444,8 @@ def check_train_eval_contract(
     Returns
     -------
     CheckResult with ``statistic`` the largest normalized error of the
-    tolerance-based comparisons (running-statistic updates, DropConnect
-    eval output, CUDA repeats; 0 when there are none), ``bound`` 1.0.
+    tolerance-based comparisons (running-statistic updates, BatchNorm and
+    DropConnect eval outputs, CUDA repeats; 0 when there are none), ``bound`` 1.0.
 
     Raises
     ------
@@ -432,6 +476,14 @@ def check_train_eval_contract(
 
     dropouts = [(n, m) for n, m in module.named_modules() if _is_dropout_like(m)]
     norms = [(n, m) for n, m in module.named_modules() if _is_batchnorm_like(m)]
+    bn_report: dict[str, str] = {}
+    bn_eval = []
+    for sub_name, sub in norms:
+        skip = _batchnorm_eval_skip(sub)
+        if skip is None:
+            bn_eval.append((sub_name, sub))
+        else:
+            bn_report[sub_name or "module"] = skip
     tol = tolerance(x.dtype)
     scores: dict[str, float] = {}
     details: dict[str, Any] = {"x": _describe(x), "eval_forwards": n_repeats}
@@ -441,7 +493,9 @@ def check_train_eval_contract(
             # ---- eval
             module.eval()
             seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+            bn_seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
             hooks = [m.register_forward_hook(_first_call_hook(seen, n)) for n, m in dropouts]
+            hooks += [m.register_forward_hook(_first_call_hook(bn_seen, n)) for n, m in bn_eval]
             try:
                 with torch.no_grad():
                     outputs = [_output(module(x.clone()), "eval forward") for _ in range(n_repeats)]
@@ -449,7 +503,9 @@ def check_train_eval_contract(
                 for hook in hooks:
                     hook.remove()
             rng_changed = [
-                k for k, s in _global_rng_states().items() if not torch.equal(s, rng_before[k])
+                k
+                for k, s in _global_rng_states().items()
+                if k in rng_before and not torch.equal(s, rng_before[k])
             ]
             generators_changed = snapshot.changed_generators()
             tensors_changed = snapshot.changed_tensors()
@@ -548,11 +604,40 @@ def check_train_eval_contract(
                             index=index,
                         )
 
+            # ---- eval: BatchNorm-like layers normalize with their running statistics
+            # (unchanged by the eval forwards: checked above)
+            stats = _batchnorm_references(bn_eval)
+            _check_batchnorm_eval(bn_eval, bn_seen, stats, "eval forward", scores, fail, bn_report)
+
             # ---- train: running statistics follow torch's update rule
             if norms:
                 details["batchnorm_like"] = _check_running_updates(
                     module, x, norms, seed, scores, fail
                 )
+
+            # ---- eval again, now with running statistics moved off torch's initial (0, 1)
+            if bn_eval:
+                stats = _batchnorm_references(bn_eval)
+                bn_seen = {}
+                hooks = [m.register_forward_hook(_first_call_hook(bn_seen, n)) for n, m in bn_eval]
+                module.eval()
+                try:
+                    with torch.no_grad(), _isolated_rng(seed, x.device):
+                        _output(module(x.clone()), "eval forward after the train forward")
+                finally:
+                    for hook in hooks:
+                        hook.remove()
+                _check_batchnorm_eval(
+                    bn_eval,
+                    bn_seen,
+                    stats,
+                    "eval forward after the train-mode forward",
+                    scores,
+                    fail,
+                    bn_report,
+                )
+            if bn_report:
+                details["batchnorm_eval"] = bn_report
         finally:
             _set_global_rng_states(rng_before)
 
@@ -579,6 +664,95 @@ def _first_call_hook(store: dict[str, tuple[torch.Tensor, torch.Tensor]], key: s
             store[key] = (args[0].detach().clone(), out.detach().clone())
 
     return hook
+
+
+_BatchNormStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def _batchnorm_references(norms: list[tuple[str, nn.Module]]) -> dict[str, _BatchNormStats]:
+    """Copies of each layer's running mean / variance, weight and bias, as they are now."""
+
+    def copy(t: Any) -> torch.Tensor | None:
+        return t.detach().clone() if isinstance(t, torch.Tensor) else None
+
+    return {
+        n: (
+            m.running_mean.detach().clone(),
+            m.running_var.detach().clone(),
+            copy(getattr(m, "weight", None)),
+            copy(getattr(m, "bias", None)),
+        )
+        for n, m in norms
+    }
+
+
+def _check_batchnorm_eval(
+    norms: list[tuple[str, nn.Module]],
+    seen: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    stats: Mapping[str, _BatchNormStats],
+    when: str,
+    scores: dict[str, float],
+    fail: Any,
+    report: dict[str, str],
+) -> None:
+    """Each layer's eval output against float64 ``F.batch_norm`` with its running statistics.
+
+    The bound is ``atol·κ + rtol·|y|`` with ``κ = (|x| + |μ̂|)·|w|/√(σ̂² + ε) + |b|``
+    elementwise: the size of the terms a kernel in the layer's dtype adds up, so
+    cancellation (x close to μ̂) is allowed its rounding and nothing more.
+    """
+    __tracebackhide__ = True
+    for sub_name, sub in norms:
+        label = sub_name or "module"
+        if sub_name not in seen:
+            report.setdefault(label, f"not called in the {when}")
+            continue
+        inp, out = seen[sub_name]
+        mean, var, weight, bias = stats[sub_name]
+        if inp.dim() < 2 or inp.shape[1] != mean.numel() or out.shape != inp.shape:
+            report[label] = "skipped (input is not (N, C, *) with C channels, or output shape)"
+            continue
+        eps = float(sub.eps)
+        dtypes = [t.dtype for t in (inp, out, mean, var, weight, bias) if t is not None]
+        try:
+            tol = _looser(*dtypes)
+        except ValueError:
+            report[label] = "skipped (no tolerance for its dtypes)"
+            continue
+        x64 = inp.detach().double()
+        w64 = None if weight is None else weight.double().to(x64.device)
+        b64 = None if bias is None else bias.double().to(x64.device)
+        mean64, var64 = mean.double().to(x64.device), var.double().to(x64.device)
+        with torch.no_grad():
+            expected = F.batch_norm(x64, mean64, var64, w64, b64, training=False, eps=eps)
+            shape = (1, -1) + (1,) * (x64.dim() - 2)
+            gain = (var64 + eps).rsqrt()
+            if w64 is not None:
+                gain = gain * w64.abs()
+            kappa = (x64.abs() + mean64.abs().reshape(shape)) * gain.reshape(shape)
+            if b64 is not None:
+                kappa = kappa + b64.abs().reshape(shape)
+            bound = tol.atol * kappa + tol.rtol * expected.abs()
+        score, index = _worst(_normalized_error(out, expected, bound))
+        key = f"{label} eval = F.batch_norm ({when})"
+        scores[key] = score
+        report[label] = "F.batch_norm with running statistics"
+        if score > 1.0:
+            fail(
+                f"BatchNorm-like layer {label!r} ({type(sub).__name__}) does not compute "
+                f"F.batch_norm with its running statistics in eval mode ({when}): "
+                f"element {index} is {float(out[index]):.6g}, expected {float(expected[index]):.6g}",
+                score,
+                1.0,
+                layer=label,
+                index=index,
+                actual=float(out[index]),
+                expected=float(expected[index]),
+                input=float(inp[index]),
+                running_mean=float(mean[index[1]]),
+                running_var=float(var[index[1]]),
+                eps=eps,
+            )
 
 
 def _input_hook(store: list[torch.Tensor]) -> Any:
@@ -624,6 +798,9 @@ def _check_running_updates(
         old = before[sub_name]
         if not calls:
             report[label] = "not called in train mode"
+            continue
+        if not _tracks_running_stats(sub):
+            report[label] = "skipped (track_running_stats=False)"
             continue
         if "num_batches_tracked" in old:
             grown = int(sub.num_batches_tracked) - int(old["num_batches_tracked"])

@@ -72,6 +72,38 @@ class KerasMomentumBatchNorm(nn.BatchNorm1d):
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
+class EvalBatchStatsBatchNorm(nn.BatchNorm1d):
+    """Bug: running statistics updated correctly, but eval normalizes with the batch's."""
+
+    def forward(self, x):
+        if self.training:
+            return super().forward(x)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class EvalIgnoresVarBatchNorm(nn.BatchNorm1d):
+    """Bug: eval divides by √(1 + ε) instead of √(running_var + ε) (invisible at init)."""
+
+    def forward(self, x):
+        if self.training:
+            return super().forward(x)
+        ones = torch.ones_like(self.running_var)
+        return F.batch_norm(
+            x, self.running_mean, ones, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
+class UntrackedBatchStatsBatchNorm(nn.BatchNorm1d):
+    """Correct: track_running_stats=False (buffers kept) and batch statistics in both modes."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.track_running_stats = False
+
+    def forward(self, x):
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
 class AlwaysDropout(nn.Module):
     """Bug: applies dropout in eval mode too."""
 
@@ -287,6 +319,92 @@ def test_drop_connect_masking_in_eval_fails(device):
     layer = DropConnect(8, 5, 0.5, device, masked_in_eval=True)
     with pytest.raises(PropertyViolation, match=r"differs from F\.linear"):
         check_train_eval_contract(layer, _randn((4, 8), 12, device))
+
+
+@pytest.mark.parametrize("cls", [EvalBatchStatsBatchNorm, EvalIgnoresVarBatchNorm])
+def test_batch_norm_eval_not_using_running_stats_fails(device, cls):
+    with seeded_global_rng(0):
+        net = nn.Sequential(nn.Linear(6, 6), cls(6)).to(device)
+    before = _state(net)
+    x = _randn((16, 6), 22, device, offset=1.0) * 2
+    with pytest.raises(PropertyViolation, match=r"'1' .*does not compute F\.batch_norm") as exc:
+        check_train_eval_contract(net, x)
+    text = str(exc.value)
+    assert cls.__name__ in text
+    for part in ("layer: 1", "index: (", "expected: ", "running_var: "):
+        assert part in text
+    _assert_same_state(net, before)
+    assert net.training
+
+
+def _affine_batch_norm(cls, affine, device, dtype):
+    bn = cls(5, affine=affine, device=device, dtype=dtype)
+    if affine:
+        with torch.no_grad():
+            bn.weight.copy_(_randn((5,), 30, device, dtype, offset=1.0))
+            bn.bias.copy_(_randn((5,), 31, device, dtype))
+    shape = (4, 5, 3, 2) if cls in (nn.BatchNorm2d, BatchNorm2d) else (4, 5, 3)
+    with torch.no_grad():  # earlier batches: running statistics away from (0, 1)
+        bn.train()(_randn(shape, 32, device, dtype, offset=-3.0) * 2)
+    return bn, shape
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-affine"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "cls",
+    [nn.BatchNorm1d, nn.BatchNorm2d, BatchNorm1d, BatchNorm2d],
+    ids=lambda c: f"{c.__module__.split('.')[0]}.{c.__name__}",
+)
+def test_correct_batch_norm_eval_matches_f_batch_norm(device, cls, dtype, affine):
+    bn, shape = _affine_batch_norm(cls, affine, device, dtype)
+    before = _state(bn)
+    result = check_train_eval_contract(bn, _randn(shape, 33, device, dtype, offset=-2.0), seed=2)
+    assert result.details["batchnorm_eval"] == {"module": "F.batch_norm with running statistics"}
+    eval_scores = [v for k, v in result.details["scores"].items() if "F.batch_norm" in k]
+    assert len(eval_scores) == 2  # the eval pass and the eval forward after the train forward
+    assert max(eval_scores) <= 1.0
+    _assert_same_state(bn, before)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda d: nn.BatchNorm1d(5, track_running_stats=False, device=d),
+        lambda d: BatchNorm1d(5, track_running_stats=False, device=d),
+        lambda d: UntrackedBatchStatsBatchNorm(5, device=d),
+    ],
+    ids=["nn.BatchNorm1d", "BatchNorm1d", "buffers-kept"],
+)
+def test_untracked_batch_norm_uses_batch_stats_in_eval_legitimately(device, factory):
+    bn = factory(device)
+    before = _state(bn)
+    result = check_train_eval_contract(bn, _randn((6, 5), 34, device, offset=2.0))
+    assert result.statistic <= 1.0
+    if bn.running_mean is not None:  # BatchNorm-like by its buffers, but exempt
+        assert "track_running_stats=False" in result.details["batchnorm_eval"]["module"]
+        assert "track_running_stats=False" in result.details["batchnorm_like"]["module"]
+    assert not any("F.batch_norm" in k for k in result.details["scores"])
+    _assert_same_state(bn, before)
+
+
+def test_cpu_check_does_not_initialize_cuda(monkeypatch):
+    """CUDA generators are only looked at when CUDA is initialized already."""
+
+    def no_cuda(*args, **kwargs):
+        raise AssertionError("the check touched CUDA's generators for a CPU module")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", no_cuda)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", no_cuda)
+    monkeypatch.setattr(torch.cuda, "init", no_cuda)
+    with seeded_global_rng(0):
+        net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+    result = check_train_eval_contract(net, _randn((5, 4), 35, "cpu"))
+    assert result.statistic <= 1.0
+    with pytest.raises(PropertyViolation, match="drew random numbers from torch global CPU"):
+        check_train_eval_contract(RandomInEval(), _randn((4, 3), 36, "cpu"))
 
 
 def test_global_rng_draw_in_eval_fails_and_rng_is_restored(device):
