@@ -6,9 +6,12 @@ dtype's ``(rtol, atol)`` from :func:`netprops.tolerance`, the conditioning
 ``κ = (|μ| + σ)/√(σ² + ε)`` of the normalized slice of the input (see
 :func:`conditioning`) and ``s`` the RMS of the reference output (1 for a
 normalized output with unit affine). Inputs with a large offset (κ ~ 1e3) thus
-get a proportionally larger — and still tight — tolerance. Comparisons are never
-bitwise: PyTorch promises no bitwise equality between a batched and a per-row
-computation, on CUDA in particular.
+get a proportionally larger — and still tight — tolerance. ``check_normalized``
+compares each element with the float64 oracle ``(x − μ)/√(σ² + ε)`` (s = 1, the
+``rtol`` term taken at the slice's largest expected value) and, for
+float16/bfloat16 inputs, uses float32's ``atol`` (see its docstring).
+Comparisons are never bitwise: PyTorch promises no bitwise equality between a
+batched and a per-row computation, on CUDA in particular.
 
 All checks run the module in its current mode, under ``torch.no_grad()``, with
 torch's global RNG forked (and seeded from ``seed`` where there is one), and
@@ -29,7 +32,7 @@ from torch import nn
 
 from ..errors import check_int, check_positive_float
 from ..seeding import derive_seed, make_generator
-from ..tolerances import tolerance
+from ..tolerances import Tolerance, tolerance
 from .contract import (
     ModuleSnapshot,
     _check_batch_input,
@@ -50,6 +53,8 @@ __all__ = [
     "check_shift_invariant",
     "conditioning",
 ]
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 #: Rows checked one at a time (batch size 1) by ``check_batch_independent``.
 _MAX_SINGLE_ROWS = 8
@@ -354,6 +359,21 @@ def _check_unit_affine(module: nn.Module) -> None:
             )
 
 
+def _normalized_tolerance(dtype: torch.dtype) -> Tolerance:
+    """``(rtol, atol)`` of ``check_normalized``'s per-element comparison for inputs of ``dtype``.
+
+    float16/bfloat16 inputs keep their ``rtol`` (the rounding of the output to the
+    dtype, ``≤ u·|y|``) but take float32's ``atol`` for the ``κ`` term: the input is
+    exact in its dtype and torch's and netprops' LayerNorm normalize half inputs in
+    float32, so the error proportional to κ is float32's (half's ``atol`` would let
+    an all-zeros output pass from κ ≈ 100 on).
+    """
+    tol = tolerance(dtype)
+    if dtype in _HALF_DTYPES:
+        return Tolerance(rtol=tol.rtol, atol=tolerance(torch.float32).atol)
+    return tol
+
+
 def check_normalized(
     module: nn.Module,
     x: torch.Tensor,
@@ -361,21 +381,32 @@ def check_normalized(
     normalized_dims: int | Sequence[int] | None = None,
     eps: float | None = None,
 ) -> CheckResult:
-    """Check per-sample mean 0 and biased variance ``σ²/(σ² + ε)`` of ``module(x)``.
+    """Check ``module(x)`` against the float64 oracle ``(x − μ)/√(σ² + ε)``, and its moments.
 
     For each slice of ``x`` over ``normalized_dims`` (n elements, mean μ, biased
-    variance σ², all in float64) the output slice must have mean 0 and biased
-    variance ``σ²/(σ² + ε)`` — not 1. If each output element is within
-    ``B = atol·κ + rtol·max|y|`` of the exact value (κ from :func:`conditioning`),
-    the mean is within ``B`` and the variance within ``2·B·√v + B²`` of the
-    float64 oracle; these are the bounds. A LayerNorm dividing by the unbiased
-    variance is off by a factor ``(n−1)/n`` (0.875 at n = 8, caught at any κ up to
-    ~1e3 in float32; ``details["unbiased_score"]`` reports the score such a layer
-    would get); one that normalizes over the batch axis has per-sample means ≠ 0.
+    variance σ², all in float64) every output element must be within
+    ``B = atol·κ + rtol·max|ŷ|`` of the oracle ``ŷ = (x − μ)/√(σ² + ε)`` (κ from
+    :func:`conditioning`, max over the slice; for float16/bfloat16 inputs ``atol``
+    is float32's, see below). The output slice must also have mean 0 and biased
+    variance ``σ²/(σ² + ε)`` — not 1 — within the bounds the element bound implies:
+    ``B`` for the mean and ``2·B·√v + B²`` for the variance. The moments are checked
+    first, as they name the likely bug: a LayerNorm dividing by the unbiased variance
+    is off by a factor ``(n−1)/n`` (0.875 at n = 8, caught at any κ up to ~1e3 in
+    float32; ``details["unbiased_score"]`` reports the score such a layer would get);
+    one that normalizes over the batch axis has per-sample means ≠ 0. The element
+    comparison catches the rest: a layer normalizing over fewer dims than
+    ``normalized_dims``, a permuted or negated output.
+
+    Half-precision inputs: the input is exact in its dtype and LayerNorm kernels
+    (torch's, netprops') normalize it in float32, so the only half-precision error
+    is the rounding of the output (``rtol·|y|``) and the κ term uses float32's
+    ``atol``. A module that computes in float16/bfloat16 itself is off by ~u·κ
+    and fails from moderate κ on: check it on float32 input.
 
     The module must have unit affine: a ``weight`` / ``bias`` attribute of the
     module, when present, must be all ones / zeros (ValueError otherwise).
     The module runs in its current mode; its state is restored afterwards.
+    Slices with ``σ² + ε = 0`` or non-finite values in ``x`` are skipped.
 
     Parameters
     ----------
@@ -387,15 +418,19 @@ def check_normalized(
 
     Returns
     -------
-    CheckResult with ``statistic`` the largest of ``|mean|/bound`` and
-    ``|var − σ²/(σ²+ε)|/bound`` over slices, ``bound`` 1.0.
+    CheckResult with ``statistic`` the largest of ``|mean|/bound``,
+    ``|var − σ²/(σ²+ε)|/bound`` over slices and ``|y − ŷ|/B`` over elements,
+    ``bound`` 1.0.
 
     Raises
     ------
     TypeError / ValueError
-        bad arguments, no ``eps`` found, non-unit affine, output shape ≠ input shape.
+        bad arguments, no ``eps`` found, non-unit affine, output shape ≠ input shape;
+        an input so ill-conditioned that the tolerance cannot tell a normalized
+        output from zeros (an all-zeros output would pass on every slice with
+        ``σ²/(σ² + ε) ≥ 0.01``): pass a better-conditioned input or float64.
     PropertyViolation
-        when a slice's mean or variance is off.
+        when a slice's mean or variance, or an output element, is off.
     """
     __tracebackhide__ = True
     _check_module(module)
@@ -406,6 +441,19 @@ def check_normalized(
     name = "check_normalized"
     reproduce = _reproduce(name, normalized_dims=dims, eps=eps)
 
+    n = math.prod(x.shape[d] for d in dims)
+    xd = x.detach().double()
+    var_x, mean_x = torch.var_mean(xd, dim=dims, keepdim=True, correction=0)
+    oracle = (xd - mean_x) / (var_x + eps).sqrt()
+    target = var_x / (var_x + eps)
+    kappa = conditioning(x, dims, eps)
+    tol = _normalized_tolerance(x.dtype)
+    elem_bound = tol.atol * kappa + tol.rtol * oracle.abs().amax(dim=dims, keepdim=True)
+    mean_bound = elem_bound
+    var_bound = 2 * elem_bound * target.sqrt() + elem_bound.square()
+    valid = torch.isfinite(target) & torch.isfinite(var_bound)
+    _check_resolvable(x, dims, eps, oracle, elem_bound, kappa, valid & (target >= 0.01))
+
     with ModuleSnapshot(module), torch.no_grad(), _isolated_rng(0, x.device):
         y = _output(module(x.clone()), "forward")
     if y.shape != x.shape:
@@ -413,24 +461,17 @@ def check_normalized(
             f"check_normalized needs an output of the input's shape {tuple(x.shape)}, "
             f"got {tuple(y.shape)}"
         )
-    n = math.prod(x.shape[d] for d in dims)
-    xd, yd = x.detach().double(), y.detach().double()
-    var_x = torch.var(xd, dim=dims, keepdim=True, correction=0)
+    yd = y.detach().double()
     var_y, mean_y = torch.var_mean(yd, dim=dims, keepdim=True, correction=0)
-    target = var_x / (var_x + eps)
-    tol = tolerance(x.dtype)
-    elem_bound = tol.atol * conditioning(x, dims, eps) + tol.rtol * yd.abs().amax(
-        dim=dims, keepdim=True
-    )
-    mean_bound = elem_bound
-    var_bound = 2 * elem_bound * target.sqrt() + elem_bound.square()
-    valid = torch.isfinite(target) & torch.isfinite(var_bound)
     zero = torch.zeros_like(target)
     mean_score = torch.where(valid, _normalized_error(mean_y, zero, mean_bound), zero)
     var_score = torch.where(valid, _normalized_error(var_y, target, var_bound), zero)
+    elem_score = _normalized_error(yd, oracle, elem_bound)
+    elem_score = torch.where(valid, elem_score, torch.zeros_like(elem_score))
 
     unbiased = var_x / (var_x * n / (n - 1) + eps) if n > 1 else target
     power = torch.where(valid & (var_bound > 0), (unbiased - target).abs() / var_bound, math.inf)
+    tolerance_text = f"|y − ŷ| ≤ atol·κ + rtol·max|ŷ| per slice with {tol}"
     details = {
         "x": _describe(x),
         "normalized_dims": dims,
@@ -438,8 +479,9 @@ def check_normalized(
         "eps": eps,
         "slices": int(target.numel()),
         "slices_skipped": int((~valid).sum()),
-        "max_kappa": float(conditioning(x, dims, eps).max()),
+        "max_kappa": float(kappa.max()),
         "unbiased_score": float(power.min()) if n > 1 else None,
+        "tolerance": tolerance_text,
     }
     for label, score in (("mean", mean_score), ("biased variance", var_score)):
         value, index = _worst(score)
@@ -456,9 +498,63 @@ def check_normalized(
                 reproduce=reproduce,
                 details={**details, "slice": index, "actual": actual, "expected": expected},
             )
-    statistic = max(_worst(mean_score)[0], _worst(var_score)[0])
+    value, index = _worst(elem_score)
+    if value > 1.0:
+        actual, expected = float(yd[index]), float(oracle[index])
+        slice_index = tuple(0 if d in dims else i for d, i in enumerate(index))
+        violation(
+            name,
+            f"output element {index} is {actual:.6g}, expected {expected:.6g} = "
+            f"(x − μ)/√(σ² + ε) over dims {dims}",
+            statistic=value,
+            bound=1.0,
+            seed=None,
+            reproduce=reproduce,
+            details={
+                **details,
+                "element": index,
+                "actual": actual,
+                "expected": expected,
+                "kappa": float(kappa[slice_index]),
+                "allowed": float(elem_bound[slice_index]),
+            },
+        )
+    statistic = max(_worst(mean_score)[0], _worst(var_score)[0], value)
     return CheckResult(
         check=name, statistic=statistic, bound=1.0, seed=None, details=details, reproduce=reproduce
+    )
+
+
+def _check_resolvable(
+    x: torch.Tensor,
+    dims: tuple[int, ...],
+    eps: float,
+    oracle: torch.Tensor,
+    elem_bound: torch.Tensor,
+    kappa: torch.Tensor,
+    informative: torch.Tensor,
+) -> None:
+    """ValueError when an all-zeros output would be within tolerance on every informative slice.
+
+    Informative slices are those whose normalized output has RMS ``√(σ²/(σ²+ε)) ≥ 0.1``
+    (constant or near-constant slices normalize to ~0, and zeros are right there).
+    """
+    if not bool(informative.any()):
+        return
+    zero_score = (oracle.abs() / elem_bound).amax(dim=dims, keepdim=True)
+    zero_score = torch.where(informative, zero_score, torch.zeros_like(zero_score))
+    best, index = _worst(zero_score)
+    if best > 1.0:
+        return
+    raise ValueError(
+        f"check_normalized cannot tell a normalized output from zeros for this "
+        f"{str(x.dtype).replace('torch.', '')} input of shape {tuple(x.shape)}: even on its "
+        f"best-conditioned slice {index} (κ = "
+        f"{float(kappa[index]):.4g}, ε = {eps:g}) the tolerance atol·κ + rtol·max|ŷ| = "
+        f"{float(elem_bound[index]):.4g} exceeds every expected output "
+        f"|(x − μ)/√(σ² + ε)| ≤ {float(oracle.abs().amax(dim=dims, keepdim=True)[index]):.4g}. "
+        "Pass a better-conditioned input (κ ≈ |μ|/σ: subtract most of each slice's "
+        "mean) or a more precise dtype (float64)"
     )
 
 

@@ -342,6 +342,124 @@ def test_unbiased_layer_norm_fails_for_any_small_shape(device, n, d, offset, see
         check_normalized(UnbiasedLayerNorm(), x)
 
 
+class LastDimOnlyLayerNorm(nn.LayerNorm):
+    """Bug: claims normalized_shape (C, L) but normalizes over the last dim only."""
+
+    def forward(self, x):
+        return nn.functional.layer_norm(x, x.shape[-1:], None, None, self.eps)
+
+
+class NegatedLayerNorm(nn.LayerNorm):
+    """Bug: returns −LN(x) (same per-slice mean and variance as LN(x))."""
+
+    def forward(self, x):
+        return -super().forward(x)
+
+
+class FlippedLayerNorm(nn.LayerNorm):
+    """Bug: returns LN(x) with the features reversed (same per-slice moments)."""
+
+    def forward(self, x):
+        return super().forward(x).flip(-1)
+
+
+class ZerosNorm(nn.Module):
+    """Bug: returns zeros (mean 0, variance 0)."""
+
+    eps = 1e-5
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+class HalfComputedLayerNorm(nn.Module):
+    """A LayerNorm that computes in the input's half precision (not in float32)."""
+
+    eps = 1e-5
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape"),
+    [
+        (LastDimOnlyLayerNorm, (8, 6, 10)),
+        (NegatedLayerNorm, (8, 64)),
+        (FlippedLayerNorm, (8, 64)),
+    ],
+)
+def test_layer_norms_with_the_right_moments_but_wrong_elements_fail(device, cls, shape):
+    x = _randn(shape, 30, device, scale=3.0, offset=2.0 / 3.0)
+    module = cls(shape[1:], device=device)
+    # each passes the moment checks: only the element-wise comparison tells them apart
+    with pytest.raises(PropertyViolation, match=r"output element \(\d+(, \d+)+\) is ") as exc:
+        check_normalized(module, x)
+    text = _assert_message(exc, None)
+    assert "expected" in text and "(x − μ)/√(σ² + ε)" in text
+    assert "element:" in text and "kappa:" in text
+
+
+def _hard_rows(shape, seed, device, dtype, offset):
+    """Rows at ``offset`` σ from 0, every third of them constant."""
+    x = _randn(shape, seed, device, torch.float64, offset=offset)
+    rows = x.view(shape[0], -1)
+    rows[::3] = rows[::3, :1]
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e3, -1e3])
+@pytest.mark.parametrize("shape", [(7, 64), (6, 3, 5)])
+def test_layer_norms_match_the_oracle_at_large_offsets_and_constant_rows(
+    device, dtype, offset, shape
+):
+    x = _hard_rows(shape, 31, device, dtype, offset)
+    norm_shape = shape[1:] if len(shape) == 3 else shape[-1]
+    for ln in _layer_norms(norm_shape, device, dtype):
+        result = check_normalized(ln, x)
+        # measured: at most 0.24 (bfloat16: the output's rounding, 2⁻⁸/0.016), 0.05
+        # (float16) and 0.025 (float32, float64) over the strategies' kinds and shapes
+        assert result.statistic <= 0.5, (type(ln).__name__, result.statistic)
+
+
+@pytest.mark.parametrize(("dtype", "offset"), [(torch.bfloat16, 100.0), (torch.float16, 300.0)])
+def test_zeros_do_not_pass_as_normalized_in_half_precision(device, dtype, offset):
+    # half's atol·κ (≈ 1.4 at offset 100) would let zeros pass; the κ term is float32's
+    x = _randn((8, 64), 32, device, dtype, offset=offset)
+    with pytest.raises(PropertyViolation, match="check_normalized"):
+        check_normalized(ZerosNorm(), x)
+    for ln in _layer_norms(64, device, dtype):
+        assert check_normalized(ln, x).statistic <= 0.5
+
+
+def test_a_layer_norm_computing_in_half_precision_fails_at_large_offsets(device):
+    near = _randn((8, 64), 33, device, torch.bfloat16, offset=1.0)
+    assert check_normalized(HalfComputedLayerNorm(), near).statistic <= 1.0
+    far = _randn((8, 64), 33, device, torch.bfloat16, offset=100.0)
+    with pytest.raises(PropertyViolation):
+        check_normalized(HalfComputedLayerNorm(), far)
+
+
+def test_an_input_too_ill_conditioned_to_tell_zeros_apart_is_refused(device):
+    # float32 at an offset of 1e6 σ: atol·κ ≈ 10 exceeds every normalized output
+    x = _randn((4, 64), 34, device, offset=1e6)
+    for module in (ZerosNorm(), nn.LayerNorm(64, device=device)):
+        with pytest.raises(
+            ValueError, match=r"float32 input of shape \(4, 64\): .*κ = .*better-conditioned"
+        ):
+            check_normalized(module, x)
+    # one well-conditioned row is enough to tell zeros apart: checked, not refused
+    x[0] = _randn((64,), 35, device)
+    with pytest.raises(PropertyViolation, match=r"\(0, \d+\)"):
+        check_normalized(ZerosNorm(), x)
+    assert check_normalized(nn.LayerNorm(64, device=device), x).statistic <= 1.0
+    # constant rows normalize to zeros: nothing to tell apart, not refused
+    constant = torch.full((3, 16), 1e6, device=device)
+    assert check_normalized(ZerosNorm(), constant).statistic <= 1.0
+
+
 def test_normalized_restores_state_and_mode(device):
     bn = nn.BatchNorm1d(8, device=device).train()
     before = {k: v.clone() for k, v in bn.state_dict().items()}
