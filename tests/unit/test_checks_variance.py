@@ -153,6 +153,101 @@ def test_a_uniform_bound_off_by_one_percent_fails_through_max_abs(device, factor
     )
 
 
+@pytest.mark.parametrize("n", [8, 32, 128, 1024])
+@pytest.mark.parametrize("alpha", [1e-3, 0.05])
+def test_uniform_sum_of_squares_band_is_calibrated_for_small_shapes(n, alpha):
+    # distribution='uniform' gives the Σw² test alpha/3, alpha/6 per side. Simulate
+    # mean((w/b)²) for w ~ U(-b, b) (fixed seed) and bound the exceedances of each side
+    # by the binomial quantile at 1e-9: a normal-approximation band (3.3x too thin in the
+    # upper tail at n = 32, alpha = 1e-9) is also visibly miscalibrated at these alphas.
+    side = alpha / 6
+    lo, hi = variance_module._squared_uniform_mean_band(n, side)
+    draws = 400_000 if n <= 128 else 40_000
+    rng = np.random.default_rng(20260 + n)
+    means = np.concatenate([(rng.random((draws // 8, n)) ** 2).mean(axis=1) for _ in range(8)])
+    limit = stats.binom.isf(1e-9, draws, side)
+    assert (means < lo).sum() <= limit
+    assert (means > hi).sum() <= limit
+    assert 0 < lo < 1 / 3 < hi < 1
+
+
+def test_uniform_sum_of_squares_band_costs_little_power_on_large_shapes():
+    # Chernoff is rigorous but wider than the normal quantile: by < 10% at 10^6 weights.
+    lo, hi = variance_module._squared_uniform_mean_band(10**6, ALPHA / 6)
+    half = z_two_sided(ALPHA / 3) * math.sqrt(0.8 / 10**6) / 3
+    assert half < hi - 1 / 3 < 1.1 * half
+    assert half < 1 / 3 - lo < 1.1 * half
+
+
+def test_squared_uniform_cgf_matches_quadrature():
+    nodes, weights = np.polynomial.legendre.leggauss(400)
+    u, wu = (nodes + 1) / 2, weights / 2
+    for t in (-200.0, -3.0, -1e-5, 1e-9, 1e-5, 0.5, 40.0):
+        m = float(np.sum(wu * np.exp(t * u * u)))
+        m1 = float(np.sum(wu * u * u * np.exp(t * u * u))) / m
+        log_m, mean = variance_module._squared_uniform_cgf(t)
+        assert log_m == pytest.approx(math.log(m), rel=1e-9, abs=1e-12)
+        assert mean == pytest.approx(m1, rel=1e-6)
+
+
+def test_small_uniform_shapes_fail_at_most_alpha(device):
+    # End to end at alpha = 0.05 on 32 weights (all three tests and KS): false failures
+    # over fixed seeds stay within the binomial 1e-9 quantile of Bin(seeds, alpha).
+    seeds, failures = 400, 0
+    for seed in range(seeds):
+        try:
+            check_init_distribution(
+                ni.xavier_uniform_,
+                (4, 8),
+                expected_std=math.sqrt(2 / 12),
+                distribution="uniform",
+                seed=seed,
+                device=device,
+                alpha=0.05,
+            )
+        except netprops.PropertyViolation:
+            failures += 1
+    assert failures <= stats.binom.isf(1e-9, seeds, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("init_fn", "shape", "dtype"),
+    [
+        (ni.xavier_uniform_, (512, 512), torch.float16),
+        (ni.he_uniform_, (512, 512), torch.bfloat16),
+        (ni.he_normal_, (4096, 4096), torch.bfloat16),
+    ],
+)
+def test_low_precision_draws_allow_for_rounding(init_fn, shape, dtype):
+    fan_in, fan_out = shape[1], shape[0]
+    std = (
+        math.sqrt(2 / (fan_in + fan_out))
+        if init_fn is ni.xavier_uniform_
+        else math.sqrt(2 / fan_in)
+    )
+    result = check_init_distribution(init_fn, shape, expected_std=std, dtype=dtype)
+    if math.prod(shape) > 10**7:
+        assert "rounding step" in result.details["ks_skipped"]
+        assert result.details["ks_statistic"] is None
+    else:
+        assert result.details["ks_statistic"] <= result.details["ks_bound"]
+
+
+def test_relu_widths_with_a_likely_all_zero_layer_are_rejected():
+    # P(some layer is all zero) <= depth·K·2^-width; 16·16·2^-16 = 3.9e-3 >> alpha.
+    with pytest.raises(ValueError, match=r"width=16 .*depth=16, n_networks=16.*width >= 42"):
+        check_variance_preserved(ni.he_normal_, nonlinearity="relu", width=16)
+    with pytest.raises(ValueError, match="width >= "):
+        check_variance_preserved(
+            ni.he_normal_, nonlinearity="leaky_relu", negative_slope=0.0, width=32
+        )
+    # Linear layers never vanish; a larger alpha makes width 16 acceptable for ReLU.
+    check_variance_preserved(ni.xavier_normal_, nonlinearity="linear", width=16, depth=4)
+    check_variance_preserved(
+        ni.he_normal_, nonlinearity="relu", width=16, depth=2, n_networks=2, alpha=1e-3
+    )
+
+
 def test_a_uniform_law_with_the_right_variance_is_not_normal(device):
     # Same variance, so Σw²/σ² passes; the Kolmogorov–Smirnov distance catches the law.
     with pytest.raises(netprops.PropertyViolation, match="Kolmogorov") as info:
