@@ -188,8 +188,8 @@ class ELUFunction(torch.autograd.Function):
             coef = y.clamp_max(0) + 1
         else:
             one = torch.ones((), dtype=y.dtype, device=y.device)
-            # lerp with a 0/1 weight returns exactly one of its ends
-            coef = torch.lerp(y + alpha, one, _step(y))
+            # a select, not lerp: lerp's (1 - w)·(y + alpha) is inf·0 = NaN at y = +inf
+            coef = torch.where(y > 0, one, y + alpha)
         return coef * grad, None
 
 

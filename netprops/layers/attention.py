@@ -213,8 +213,10 @@ class MultiHeadSelfAttention(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Redraw the weights from ``generator`` as torch's MultiheadAttention does."""
         with torch.no_grad():
+            # torch's order: out_proj is built (an nn.Linear draws its weight, then its
+            # bias) before in_proj_weight is drawn, so one RNG state gives the same tensors
+            _torch_default_init_(self.out_proj.weight, self.out_proj.bias, generator)
             xavier_uniform_(self.in_proj_weight, generator=generator)
-            _torch_default_init_(self.out_proj.weight, None, generator)
             if self.in_proj_bias is not None:
                 self.in_proj_bias.zero_()
                 self.out_proj.bias.zero_()

@@ -426,6 +426,8 @@ class DropConnectConv2d(_DropConnect):
             return self._conv(x, weight, self.bias, self.groups)
         # per-example kernels (N, out, in/g, kh, kw): fold the batch into the groups
         n = x.shape[0]
+        if n == 0:  # no kernels to fold (groups would be 0): the empty output of the shape
+            return self._conv(x, self.weight, self.bias, self.groups)
         folded = x.reshape(1, n * self.in_channels, *x.shape[2:])
         y = self._conv(folded, weight.reshape(-1, *weight.shape[2:]), None, n * self.groups)
         y = y.reshape(n, self.out_channels, *y.shape[2:])

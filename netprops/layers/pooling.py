@@ -118,7 +118,8 @@ class MaxPool2dFunction(torch.autograd.Function):
         local = torch.zeros(values.shape, dtype=torch.long, device=x.device)
         for offset in range(1, kernel[0] * kernel[1]):
             candidate = win[..., offset // kernel[1], offset % kernel[1]]
-            better = candidate > values
+            # NaN propagates as in torch's kernel (`val > max || isnan(val)`)
+            better = (candidate > values) | candidate.isnan()
             values = torch.where(better, candidate, values)
             local.masked_fill_(better, offset)
 

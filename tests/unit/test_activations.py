@@ -354,3 +354,14 @@ def test_integer_tensors_are_rejected(fn, device):
 def test_non_tensors_are_rejected(fn):
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
         fn([1.0, 2.0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_elu_gradient_at_infinities_matches_torch(device, alpha, dtype):
+    x = torch.tensor([float("-inf"), -1.0, 0.0, 1.0, float("inf")], device=device, dtype=dtype)
+    ours_x = x.clone().requires_grad_(True)
+    theirs_x = x.clone().requires_grad_(True)
+    A.elu(ours_x, alpha).sum().backward()
+    F.elu(theirs_x, alpha).sum().backward()
+    torch.testing.assert_close(ours_x.grad, theirs_x.grad, equal_nan=False)

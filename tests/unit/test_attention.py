@@ -346,3 +346,15 @@ def test_load_from_torch_rejects_other_shapes(kwargs, error):
         mha.load_from_torch(other)
     with pytest.raises(TypeError, match="mha"):
         mha.load_from_torch(nn.Linear(8, 8, device="meta"))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_attention_draws_the_same_weights_as_torch_from_one_rng_state(bias):
+    with seeded_global_rng(5):
+        theirs = nn.MultiheadAttention(8, 2, bias=bias, batch_first=True)
+    ours = MultiHeadSelfAttention(8, 2, bias=bias, generator=make_generator(5))
+    assert torch.equal(ours.in_proj_weight, theirs.in_proj_weight)
+    assert torch.equal(ours.out_proj.weight, theirs.out_proj.weight)
+    if bias:
+        assert torch.equal(ours.in_proj_bias, theirs.in_proj_bias)
+        assert torch.equal(ours.out_proj.bias, theirs.out_proj.bias)

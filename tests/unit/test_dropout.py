@@ -591,3 +591,18 @@ def test_a_seeded_generator_follows_the_module_and_a_given_one_is_kept(device):
     x = torch.ones(64, device=device)
     first = drop.train()(x)
     assert torch.equal(drop.to(device)(x), first)  # moving restarts the stream from the seed
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_dropconnect_conv_handles_an_empty_batch(device, per_sample):
+    layer = DropConnectConv2d(
+        2,
+        3,
+        3,
+        p=0.5,
+        per_sample=per_sample,
+        generator=netprops.make_generator(0, device),
+        device=device,
+    )
+    y = layer.train()(torch.randn(0, 2, 5, 5, device=device))
+    assert y.shape == (0, 3, 3, 3)

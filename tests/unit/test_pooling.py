@@ -210,3 +210,16 @@ def test_integer_and_non_tensor_inputs_raise(kind, device):
         module_cls(2)(torch.zeros(1, 1, 4, 4, dtype=torch.int32, device=device))
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
         ours([[[[1.0]]]], 1)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 3])
+def test_max_pool_propagates_nan_like_torch(device, position):
+    x = torch.tensor([1.0, 5.0, 3.0, 2.0], device=device)
+    x[position] = float("nan")
+    x = x.reshape(1, 1, 2, 2).requires_grad_(True)
+    ours = P.max_pool2d(x, 2)
+    theirs = F.max_pool2d(x, 2)
+    torch.testing.assert_close(ours, theirs, equal_nan=True)
+    (g_ours,) = torch.autograd.grad(ours.sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs.sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs, equal_nan=True)
