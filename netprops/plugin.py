@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import InvalidArgument
 
 DEVICE_CHOICES = ("cpu", "cuda", "all")
 
@@ -60,9 +61,13 @@ _OUTCOME_ORDER = ("passed", "failed", "error", "xfailed", "skipped", "n/a")
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=_SUPPRESS)
+try:  # Hypothesis >= 6.1xx ships a "ci" profile; build on it where it exists
+    _CI_PARENT: dict[str, Any] = {"parent": settings.get_profile("ci")}
+except InvalidArgument:
+    _CI_PARENT = {}
 settings.register_profile(
     "ci",
-    parent=settings.get_profile("ci"),
+    **_CI_PARENT,
     derandomize=True,
     deadline=None,
     database=None,
@@ -183,11 +188,22 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     _state(early_config).registry = push_registry()
 
 
+def _default_profile_active() -> bool:
+    """Whether Hypothesis still runs a profile it chose itself: ``default``, or the
+    ``ci`` profile it auto-loads on CI (which netprops re-registers with its own settings).
+    """
+    current = getattr(settings, "_current_profile", None)  # stable for years; no public API
+    return current is None or current in ("default", "ci")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    if config.getoption("hypothesis_profile", default=None) is None:
-        settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    # Only when nothing chose a profile yet (--hypothesis-profile, or a conftest that
+    # loaded its own): other projects in the same environment keep theirs.
+    if config.getoption("hypothesis_profile", default=None) is None and _default_profile_active():
+        ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+        settings.load_profile("ci" if ci else "dev")
     if config.getoption("device") == "cuda" and not _cuda_available():
         import torch
 

@@ -520,6 +520,19 @@ class ModuleSpec:
 
 
 # --------------------------------------------------------------------------- registry
+def _declared(module_spec: ModuleSpec) -> tuple[Any, ...]:
+    """What a declaration says (everything but where it was made), for comparison."""
+    return (
+        module_spec.factory,
+        module_spec.inputs,
+        module_spec.properties,
+        module_spec.dtypes,
+        module_spec.reference,
+        dict(module_spec.not_applicable),
+        dict(module_spec.options),
+    )
+
+
 class SpecRegistry:
     """Registered specs by name, in registration order."""
 
@@ -532,13 +545,20 @@ class SpecRegistry:
         Raises
         ------
         ValueError
-            when another declaration (other file or line) already uses the name.
+            when another declaration already uses the name: one from another file or
+            line, or a different one from the same line (a loop or a helper function
+            declaring several modules under one derived name).
         """
         old = self._specs.get(module_spec.name)
-        if old is not None and old.origin != module_spec.origin:
+        if old is not None and (
+            old.origin != module_spec.origin or _declared(old) != _declared(module_spec)
+        ):
+            where = (
+                "" if old.origin != module_spec.origin else " by the same line with other arguments"
+            )
             raise ValueError(
                 f"netprops.spec: a spec named {module_spec.name!r} is already declared at "
-                f"{old.origin}; pass name= to tell them apart"
+                f"{old.origin}{where}; pass name= to tell them apart"
             )
         self._specs[module_spec.name] = module_spec
         return module_spec

@@ -399,3 +399,20 @@ def test_model_level_properties_run_through_their_adapters(registry, device):
     broken = netprops.spec(constant_mlp, inputs=(32, 4), properties=("symmetry_broken",))
     with pytest.raises(netprops.PropertyViolation, match=r"spec: +constant_mlp"):
         broken.check("symmetry_broken", device=device)
+
+
+def test_different_declarations_from_one_line_are_rejected(registry):
+    # a loop (or a helper) declaring two modules under one derived name must not drop one
+    def declare_dropout(p):
+        return netprops.spec(
+            functools.partial(nn.Dropout, p),
+            name="Dropout",
+            inputs=(64, 32),
+            properties=["drop_rate"],
+            dtypes=(torch.float32,),
+        )
+
+    declare_dropout(0.1)
+    with pytest.raises(ValueError, match="by the same line with other arguments; pass name="):
+        declare_dropout(0.5)
+    assert len(registered_specs()) == 1
