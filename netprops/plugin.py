@@ -358,13 +358,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         specs = getattr(collector, "specs", ())
         metafunc.parametrize("netprops_case", _case_params(metafunc.config, specs))
         return
-    if "device" not in metafunc.fixturenames:
+    if "device" not in metafunc.fixturenames or not _uses_netprops_device(metafunc):
         return
     params = [
         pytest.param(dev, marks=[pytest.mark.cuda] if dev == "cuda" else [], id=dev)
         for dev in selected_devices(metafunc.config)
     ]
-    metafunc.parametrize("device", params)
+    # indirect, session scope: fixtures of any scope may depend on ``device``
+    metafunc.parametrize("device", params, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> str:
+    """The device a test runs on: each test is repeated per ``--device`` selection."""
+    return request.param
+
+
+def _uses_netprops_device(metafunc: pytest.Metafunc) -> bool:
+    """False when the test parametrizes ``device`` itself or a project fixture named
+    ``device`` overrides this one: the plugin then leaves it alone."""
+    for mark in metafunc.definition.iter_markers(name="parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "device" in names:
+            return False
+    defs = getattr(metafunc, "_arg2fixturedefs", {}).get("device")  # no public API
+    return not defs or defs[-1].func is _DEVICE_FIXTURE_FUNC
 
 
 def _spec_collectors(session: pytest.Session, specs: Iterable[Any]) -> list[SpecModule]:
@@ -562,3 +582,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"seed={config.getoption('netprops_seed')} (generated tests: deterministic algorithms, "
         "TF32 off)",
     ]
+
+
+# The function behind the ``device`` fixture (pytest wraps the decorated object).
+_DEVICE_FIXTURE_FUNC = getattr(device, "__wrapped__", device)

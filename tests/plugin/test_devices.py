@@ -71,3 +71,39 @@ def test_header_names_devices_and_profile(pytester: pytest.Pytester):
     result.stdout.re_match_lines(
         [r"netprops \S+: devices=\['cpu'\], torch .*hypothesis profile=\w+"]
     )
+
+
+def test_device_is_a_real_fixture_that_wider_fixtures_can_use(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def model(device):
+            return ("model", device)
+
+        def test_module_scoped_dependency(model):
+            assert model[1] in ("cpu", "cuda")
+
+        @pytest.mark.parametrize("device", ["meta"])
+        def test_own_parametrization_wins(device):
+            assert device == "meta"
+        """
+    )
+    result = pytester.runpytest_inprocess("--device", "all", "-v")
+    result.assert_outcomes(passed=2, skipped=1)
+
+
+def test_a_project_fixture_named_device_is_left_alone(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def device():
+            return "mine"
+        """
+    )
+    pytester.makepyfile("def test_mine(device):\n    assert device == 'mine'\n")
+    result = pytester.runpytest_inprocess("--device", "all")
+    result.assert_outcomes(passed=1)
