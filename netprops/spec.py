@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -675,8 +676,33 @@ def _check_options(options: Any, properties: tuple[str, ...]) -> dict[str, Mappi
                 f"options[{name!r}] must not set {sorted(reserved)}: the plugin sets seed, "
                 "device and dtype, and reference is an argument of netprops.spec"
             )
+        allowed = _option_names(name)
+        unknown = sorted(set(kwargs) - allowed) if allowed is not None else []
+        if unknown:
+            raise ValueError(
+                f"options[{name!r}] has unknown key(s) {unknown}; "
+                f"{PROPERTIES[name].check} accepts {sorted(allowed)}"
+            )
         result[name] = MappingProxyType(dict(kwargs))
     return result
+
+
+#: Options an adapter consumes itself, on top of its check's keyword arguments.
+_ADAPTER_OPTIONS = {"drop_rate": {"p"}}
+
+
+def _option_names(property_name: str) -> set[str] | None:
+    """Keyword arguments ``options[property_name]`` may set; None if the check can't be
+    imported here (its tests then report that, see the module docstring)."""
+    try:
+        check = _check_function(PROPERTIES[property_name].check)
+    except Exception:  # a broken check module fails its own tests, later
+        return None
+    params = inspect.signature(check).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    return (names | _ADAPTER_OPTIONS.get(property_name, set())) - {"seed", "device", "dtype"}
 
 
 def spec(

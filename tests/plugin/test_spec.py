@@ -416,3 +416,12 @@ def test_different_declarations_from_one_line_are_rejected(registry):
     with pytest.raises(ValueError, match="by the same line with other arguments; pass name="):
         declare_dropout(0.5)
     assert len(registered_specs()) == 1
+
+
+def test_unknown_option_keys_fail_at_declaration(registry):
+    with pytest.raises(
+        ValueError, match=r"options\['gradcheck'\] has unknown key\(s\) \['bogus'\]"
+    ):
+        declare(properties=("gradcheck",), options={"gradcheck": {"bogus": 1}})
+    s = declare(properties=("drop_rate",), options={"drop_rate": {"p": 0.2, "n": 1000}})
+    assert dict(s.options["drop_rate"]) == {"p": 0.2, "n": 1000}
