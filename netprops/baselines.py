@@ -27,7 +27,7 @@ import torch
 from scipy import stats
 
 from .devices import resolve_device, tf32_enabled
-from .errors import check_int, check_probability
+from .errors import check_int, check_probability, check_seeds
 
 __all__ = [
     "GATE_ALPHA",
@@ -482,7 +482,7 @@ def record(
     from .scenarios import get
 
     scenario = get(scenario) if isinstance(scenario, str) else scenario
-    seeds = scenario.baseline_seeds if seeds is None else _check_seeds("seeds", seeds, 2)
+    seeds = scenario.baseline_seeds if seeds is None else check_seeds("seeds", seeds, min_count=2)
     kind = resolve_device(device).type
     path = baseline_path(scenario.name, kind, root)
     if path.exists():  # fail before the trainings, not after them
@@ -503,17 +503,6 @@ def record(
     # the checks a reader applies, before anything is written (e.g. a NaN accuracy)
     Baseline.from_dict(baseline.to_dict(), source=f"new recording for {path}")
     return write_baseline(baseline, path, overwrite=overwrite)
-
-
-def _check_seeds(name: str, seeds: Any, min_count: int) -> tuple[int, ...]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError(f"{name} must be a sequence of ints, got {seeds!r}")
-    values = tuple(check_int(f"{name}[{i}]", v, min_value=0) for i, v in enumerate(seeds))
-    if len(values) < min_count or len(set(values)) != len(values):
-        raise ValueError(
-            f"{name} must hold at least {min_count} distinct seeds, got {list(values)}"
-        )
-    return values
 
 
 def compare(
@@ -548,7 +537,7 @@ def compare(
     kind = resolve_device(device).type
     path = baseline_path(base_scenario.name, kind, root)
     stored = read_baseline(path)
-    seeds = what_if.fresh_seeds if seeds is None else _check_seeds("seeds", seeds, 1)
+    seeds = what_if.fresh_seeds if seeds is None else check_seeds("seeds", seeds)
     reused = sorted(set(seeds) & set(stored.seeds))
     if reused:
         raise ValueError(

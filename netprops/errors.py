@@ -8,7 +8,7 @@ the offending value and what is allowed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_probability",
+    "check_seeds",
     "check_type",
 ]
 
@@ -86,6 +87,19 @@ def check_probability(name: str, value: Any, *, allow_one: bool = False) -> floa
         interval = "[0, 1]" if allow_one else "[0, 1)"
         raise ValueError(f"{name} must be a probability in {interval}, got {value!r}")
     return value
+
+
+def check_seeds(name: str, value: Any, *, min_count: int = 1) -> tuple[int, ...]:
+    """Return ``value`` (a sequence of ints >= 0, not a string) as a tuple; raise unless it
+    holds at least ``min_count`` seeds, all distinct."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence of ints, got {value!r} ({type(value).__name__})"
+        )
+    seeds = tuple(check_int(f"{name}[{i}]", v, min_value=0) for i, v in enumerate(value))
+    if len(seeds) < min_count or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name} must hold at least {min_count} distinct seeds, got {list(seeds)}")
+    return seeds
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:

@@ -24,6 +24,7 @@ from .errors import (
     check_positive_float,
     check_positive_int,
     check_probability,
+    check_seeds,
     check_type,
 )
 from .init import INIT_SCHEMES, init_network
@@ -103,13 +104,7 @@ class Scenario:
         check_type("track_grad_norms", self.track_grad_norms, bool)
         seeds = {}
         for name, min_count in (("baseline_seeds", 2), ("fresh_seeds", 1)):
-            values = getattr(self, name)
-            check_type(name, values, (tuple, list))
-            values = tuple(check_int(f"{name}[{i}]", v, min_value=0) for i, v in enumerate(values))
-            if len(values) < min_count or len(set(values)) != len(values):
-                raise ValueError(
-                    f"{name} must hold at least {min_count} distinct seeds, got {list(values)}"
-                )
+            values = check_seeds(name, getattr(self, name), min_count=min_count)
             object.__setattr__(self, name, values)  # lists (from JSON) become tuples
             seeds[name] = set(values)
         shared = seeds["baseline_seeds"] & seeds["fresh_seeds"]

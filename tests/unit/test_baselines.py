@@ -243,7 +243,7 @@ def test_record_checks_the_device_and_an_existing_file_before_training(tmp_path,
     ("override", "error", "match"),
     [
         ({"lr": "abc"}, TypeError, "lr must be a real number"),
-        ({"fresh_seeds": 5}, TypeError, "fresh_seeds must be tuple or list"),
+        ({"fresh_seeds": 5}, TypeError, "fresh_seeds must be a sequence of ints"),
         ({"test_subset": 0}, ValueError, "test_subset must be an int >= 1"),
         ({"track_grad_norms": "no"}, TypeError, "track_grad_norms must be bool"),
         ({"fresh_seeds": [0, 1, 2]}, ValueError, "disjoint from baseline_seeds"),
