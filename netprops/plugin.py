@@ -188,6 +188,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     _state(early_config).registry = push_registry()
 
 
+def running_in_ci() -> bool:
+    """Whether ``$CI`` says this is a CI run (set to anything but empty/0/false/no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _default_profile_active() -> bool:
     """Whether Hypothesis still runs a profile it chose itself: ``default``, or the
     ``ci`` profile it auto-loads on CI (which netprops re-registers with its own settings).
@@ -202,8 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Only when nothing chose a profile yet (--hypothesis-profile, or a conftest that
     # loaded its own): other projects in the same environment keep theirs.
     if config.getoption("hypothesis_profile", default=None) is None and _default_profile_active():
-        ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-        settings.load_profile("ci" if ci else "dev")
+        settings.load_profile("ci" if running_in_ci() else "dev")
     if config.getoption("device") == "cuda" and not _cuda_available():
         import torch
 

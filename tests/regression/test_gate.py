@@ -2,8 +2,9 @@
 
 A missing baseline is recorded and the test fails saying so (re-run to compare);
 ``--netprops-update-baselines`` re-records deliberately. Where the stored
-provenance differs from this environment the test is skipped with the verdict
-"environment changed — re-record", instead of comparing incomparable numbers.
+provenance differs from this environment the verdict is "environment changed —
+re-record" instead of a comparison of incomparable numbers: a skip locally, a failure
+under CI (a CI image that changed torch must not leave the gate green unchecked).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from netprops import baselines
+from netprops.plugin import running_in_ci
 from netprops.scenarios import list_scenarios
 
 pytestmark = pytest.mark.convergence
@@ -30,5 +32,7 @@ def test_scenario_does_not_regress(name, baselines_root, update_baselines, fashi
         )
     verdict = baselines.compare(name, device="cpu", root=baselines_root, data=fashion_cpu)
     if verdict.environment_changed:
+        if running_in_ci():
+            pytest.fail(verdict.message)
         pytest.skip(verdict.message)
     assert verdict.passed, verdict.message

@@ -197,3 +197,14 @@ def test_resolve_device_checks_the_cuda_index(monkeypatch):
     assert netprops.resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(ValueError, match=r"'cuda:7' does not exist: this machine has 1 CUDA"):
         netprops.resolve_device("cuda:7")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("1", True), ("yes", True), ("", False), ("0", False), ("false", False)],
+)
+def test_running_in_ci_reads_the_ci_variable(monkeypatch, value, expected):
+    from netprops.plugin import running_in_ci
+
+    monkeypatch.setenv("CI", value)
+    assert running_in_ci() is expected
