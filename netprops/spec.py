@@ -6,10 +6,14 @@ plugin turns every registered spec into one test per
 (module × property × device × dtype), with ids like
 ``test_netprops[MyNorm-batch_independent-cpu-float32]``.
 
-Each property is a name in :data:`PROPERTIES`, bound to an *adapter*
-``(module, x, *, seed, device, dtype, **options) -> CheckResult`` that calls the
-check. Check modules are imported inside the adapters, on first use, so a
-property whose check module is missing or broken fails only its own tests.
+Each property is a name in the check registry (:data:`PROPERTIES`, a live view of
+:func:`netprops.checks.registered_checks`): a check registered with
+:func:`netprops.checks.register_check` is a property, with its axes and the
+arguments the spec adds. Every case builds a fresh module and, unless the
+check is about the initialization itself or the spec says ``keep_init``, gives
+it *trained-looking* parameters first (:func:`perturb_constant_parameters_`):
+a module that ignores its affine weight or bias cannot hide behind ones and
+zeros.
 
 Axes (see :meth:`ModuleSpec.cases`):
 
@@ -29,8 +33,6 @@ so what was not verified is visible rather than silently absent.
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,10 +41,12 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .checks import registry as _checks_registry
+from .checks.registry import RegisteredCheck
 from .checks.results import CheckResult
+from .checks.stochastic import default_reference
 from .devices import resolve_device
 from .errors import PropertyViolation, check_choice, check_int, check_positive_int, check_type
 from .seeding import derive_seed, make_generator, seeded_global_rng
@@ -51,10 +55,10 @@ __all__ = [
     "PROPERTIES",
     "SPEC_DTYPES",
     "ModuleSpec",
-    "Property",
     "SpecCase",
     "SpecRegistry",
     "default_reference",
+    "perturb_constant_parameters_",
     "pop_registry",
     "push_registry",
     "registered_specs",
@@ -69,256 +73,58 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 InputFactory = Callable[[torch.Generator, torch.device, torch.dtype], torch.Tensor]
 Reference = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
+#: Property name → :class:`~netprops.checks.registry.RegisteredCheck`: a live, read-only view
+#: of the check registry (checks a project registers itself appear here too).
+PROPERTIES: Mapping[str, RegisteredCheck] = _checks_registry.registered_checks()
 
-# --------------------------------------------------------------------------- properties
-@dataclass(frozen=True)
-class Property:
-    """One checkable property: a name, the check behind it and its axes.
+#: Buffers :func:`perturb_constant_parameters_` treats like parameters (they are learned
+#: from data, and their initial 0/1 values hide an eval that ignores them).
+_LEARNED_BUFFERS = frozenset({"running_mean", "running_var"})
 
-    Attributes
+
+@torch.no_grad()
+def perturb_constant_parameters_(module: nn.Module, *, seed: int = 0) -> list[str]:
+    """Give every constant-valued parameter of ``module`` seeded random values, in place.
+
+    A freshly built module holds parameters that no trained module has: LayerNorm
+    weights of ones, biases of zeros, a ReZero gate of 0. A layer that ignores its
+    affine parameters is indistinguishable from a correct one at those values. This
+    replaces every floating parameter whose entries are all equal to one value ``c``
+    (and BatchNorm-like ``running_mean`` / ``running_var`` buffers) by
+    ``c + w·u`` with ``u ~ U(-1, 1)`` drawn elementwise and ``w = max(|c|, 1) / 2``
+    (ones become U(0.5, 1.5), zeros U(-0.5, 0.5)). Parameters drawn at random
+    already (Linear and conv weights) are left as they are.
+
+    Parameters
     ----------
-    name : the name used in ``properties=`` and in test ids.
-    check : the check it runs, ``"module.function"`` under :mod:`netprops.checks`.
-    adapter : ``(module, x, *, seed, device, dtype, **options) -> CheckResult``.
-    summary : one line for the docs.
-    dtypes : fixed dtype axis (``gradcheck``: float64), or None for the spec's dtypes.
-    devices : fixed device axis (``device_parity``: cuda), or None for the selected devices.
-    build_on_cpu : build the module and input on the CPU whatever the case's device
-        (``device_parity`` moves copies to both sides itself).
+    module : the module to modify in place.
+    seed : seed of the draws (a generator on the CPU; values are then cast and moved).
+
+    Returns
+    -------
+    The names of the tensors that were changed, in ``named_parameters`` then
+    ``named_buffers`` order.
     """
-
-    name: str
-    check: str
-    adapter: Callable[..., CheckResult]
-    summary: str
-    dtypes: tuple[torch.dtype, ...] | None = None
-    devices: tuple[str, ...] | None = None
-    build_on_cpu: bool = False
-
-
-def _check_function(dotted: str) -> Callable[..., Any]:
-    module_name, _, function = dotted.rpartition(".")
-    return getattr(importlib.import_module(f"netprops.checks.{module_name}"), function)
-
-
-def _seeded(dotted: str) -> Callable[..., CheckResult]:
-    """Adapter for checks called as ``check(module, x, *, seed=..., **options)``."""
-
-    def adapter(module: nn.Module, x: torch.Tensor, *, seed: int, **options: Any) -> CheckResult:
-        __tracebackhide__ = True
-        options.pop("device")
-        options.pop("dtype")
-        return _check_function(dotted)(module, x, seed=seed, **options)
-
-    return adapter
-
-
-def _normalized(module: nn.Module, x: torch.Tensor, **options: Any) -> CheckResult:
-    __tracebackhide__ = True
-    for key in ("seed", "device", "dtype"):
-        options.pop(key)
-    return _check_function("normalization.check_normalized")(module, x, **options)
-
-
-def _expectation_equal(
-    module: nn.Module,
-    x: torch.Tensor,
-    *,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    reference: Reference | None = None,
-    **options: Any,
-) -> CheckResult:
-    __tracebackhide__ = True
-    if reference is None:
-        expected = default_reference(module)
-        if expected is None:
-            raise ValueError(
-                f"expectation_equal needs the expected mean of {type(module).__name__}(x): "
-                "netprops derives it only for layers with a 2-5 dimensional `weight` "
-                "(F.linear / F.conv1d-3d) or a dropout-like probability `p` (identity); pass "
-                "reference=lambda module, x: ... to netprops.spec, or declare "
-                "not_applicable={'expectation_equal': 'why'}"
-            )
-    else:
-        expected = functools.partial(reference, module)
-    check = _check_function("stochastic.check_expectation_equal")
-    return check(module, expected, x, seed=seed, **options)
-
-
-def _drop_rate(
-    module: nn.Module,
-    x: torch.Tensor,
-    *,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    **options: Any,
-) -> CheckResult:
-    __tracebackhide__ = True
-    p = options.pop("p", getattr(module, "p", None))
-    if p is None:
-        raise ValueError(
-            f"drop_rate needs the drop probability: {type(module).__name__} has no attribute "
-            "`p`; pass options={'drop_rate': {'p': ...}} to netprops.spec"
-        )
-    check = _check_function("stochastic.check_drop_rate")
-    return check(module, p, seed=seed, device=device, dtype=dtype, **options)
-
-
-def _gradcheck(
-    module: nn.Module,
-    x: torch.Tensor,
-    *,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    **options: Any,
-) -> CheckResult:
-    __tracebackhide__ = True
-    check = _check_function("gradients.check_gradcheck")
-    return check(module, x, seed=seed, device=device, **options)
-
-
-def _device_parity(
-    module: nn.Module,
-    x: torch.Tensor,
-    *,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    **options: Any,
-) -> CheckResult:
-    __tracebackhide__ = True
-    other = device if device.type != "cpu" else torch.device("cuda")
-    check = _check_function("parity.check_device_parity")
-    return check(module, x, ("cpu", str(other)), seed=seed, **options)
-
-
-def _model_variance(
-    module: nn.Module,
-    x: torch.Tensor,
-    *,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    **options: Any,
-) -> CheckResult:
-    __tracebackhide__ = True
-    check = _check_function("variance.check_model_variance")
-    return check(module, x, seed=seed, **options)
-
-
-PROPERTIES: Mapping[str, Property] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            Property(
-                "batch_independent",
-                "normalization.check_batch_independent",
-                _seeded("normalization.check_batch_independent"),
-                "output row i depends only on input row i (permuted, cut, padded, alone)",
-            ),
-            Property(
-                "device_parity",
-                "parity.check_device_parity",
-                _device_parity,
-                "CUDA forward, backward and buffers match the CPU within tolerance (TF32 off)",
-                devices=("cuda",),
-                build_on_cpu=True,
-            ),
-            Property(
-                "drop_rate",
-                "stochastic.check_drop_rate",
-                _drop_rate,
-                "drops with probability p (module.p) and rescales kept values by 1/(1-p)",
-            ),
-            Property(
-                "expectation_equal",
-                "stochastic.check_expectation_equal",
-                _expectation_equal,
-                "Monte Carlo mean of the train forward equals the reference (deterministic) output",
-            ),
-            Property(
-                "gradcheck",
-                "gradients.check_gradcheck",
-                _gradcheck,
-                "analytic gradients (input and parameters) match finite differences, float64",
-                dtypes=(torch.float64,),
-            ),
-            Property(
-                "masks_independent",
-                "stochastic.check_masks_independent",
-                _seeded("stochastic.check_masks_independent"),
-                "each example of a batch gets independent randomness (per-example masks)",
-            ),
-            Property(
-                "model_variance",
-                "variance.check_model_variance",
-                _model_variance,
-                "per-layer second moments of activations and gradients stay within a band",
-            ),
-            Property(
-                "normalized",
-                "normalization.check_normalized",
-                _normalized,
-                "per-sample mean 0 and variance sigma^2/(sigma^2+eps) (unit affine)",
-            ),
-            Property(
-                "shift_invariant",
-                "normalization.check_shift_invariant",
-                _seeded("normalization.check_shift_invariant"),
-                "f(x + c) = f(x) for a per-row constant c (and f(-x) = -f(x) without bias)",
-            ),
-            Property(
-                "symmetry_broken",
-                "symmetry.check_symmetry_broken",
-                _seeded("symmetry.check_symmetry_broken"),
-                "units of a layer start (and stay) different",
-            ),
-            Property(
-                "train_eval_contract",
-                "contract.check_train_eval_contract",
-                _seeded("contract.check_train_eval_contract"),
-                "eval is deterministic and draws nothing; train updates running stats correctly",
-            ),
-        )
-    }
-)
-"""Property name → :class:`Property`. Unknown names in :func:`spec` raise a ValueError listing these."""
-
-
-def default_reference(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The deterministic layer whose output a stochastic ``module``'s mean must equal.
-
-    A module with a 2-dimensional ``weight`` gives ``F.linear(x, weight, bias)``;
-    a 3/4/5-dimensional ``weight`` gives ``F.conv1d/2d/3d`` with the module's
-    ``stride``, ``padding``, ``dilation`` and ``groups`` (zero padding only); a
-    module without such a weight but with a probability attribute ``p`` in [0, 1]
-    (dropout-like) gives the identity. Anything else gives None.
-    """
-    weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor) and 2 <= weight.dim() <= 5:
-        bias = getattr(module, "bias", None)
-        bias = bias if isinstance(bias, torch.Tensor) else None
-        if weight.dim() == 2:
-            return lambda x: F.linear(x, weight, bias)
-        if getattr(module, "padding_mode", "zeros") != "zeros" or getattr(
-            module, "transposed", False
-        ):
-            return None
-        conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[weight.dim()]
-        kwargs = {
-            key: getattr(module, key)
-            for key in ("stride", "padding", "dilation", "groups")
-            if hasattr(module, key)
-        }
-        return lambda x: conv(x, weight, bias, **kwargs)
-    p = getattr(module, "p", None)
-    if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1:
-        return lambda x: x
-    return None
+    seed = check_int("seed", seed, min_value=0)
+    generator = make_generator(derive_seed(seed, "perturb-constant-parameters"))
+    tensors = list(module.named_parameters())
+    tensors += [
+        (name, b)
+        for name, b in module.named_buffers()
+        if name.rpartition(".")[2] in _LEARNED_BUFFERS
+    ]
+    changed = []
+    for name, tensor in tensors:
+        if not tensor.is_floating_point() or tensor.numel() == 0:
+            continue
+        first = tensor.reshape(-1)[0]
+        if not bool((tensor == first).all()) or not bool(torch.isfinite(first)):
+            continue
+        c = float(first)
+        u = torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        tensor.copy_((c + 0.5 * max(abs(c), 1.0) * u).to(tensor.dtype))
+        changed.append(name)
+    return changed
 
 
 # --------------------------------------------------------------------------- specs
@@ -370,6 +176,8 @@ class ModuleSpec:
     reference : ``(module, x) -> Tensor``, the expected mean for ``expectation_equal``.
     not_applicable : property name → why it does not apply.
     options : property name → extra keyword arguments for its check.
+    keep_init : properties checked on the factory's parameters as built (no
+        :func:`perturb_constant_parameters_`).
     origin : ``"path:line"`` of the :func:`spec` call.
     """
 
@@ -381,6 +189,7 @@ class ModuleSpec:
     reference: Reference | None = None
     not_applicable: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    keep_init: frozenset[str] = frozenset()
     origin: str = ""
 
     @property
@@ -401,7 +210,7 @@ class ModuleSpec:
             for name, why in self.not_applicable.items()
         ]
         for name, why in declared:
-            prop = PROPERTIES[name]
+            prop = _checks_registry.get_check(name)
             for device in prop.devices or devices:
                 for dtype in prop.dtypes or self.dtypes:
                     cases.append(SpecCase(self, name, device, dtype, seed, why))
@@ -413,17 +222,24 @@ class ModuleSpec:
         dtype: torch.dtype = torch.float32,
         *,
         seed: int = 0,
+        for_property: str | None = None,
     ) -> nn.Module:
         """A fresh module from ``factory()``, moved to ``device`` and ``dtype``.
 
         The factory runs with torch's global RNG seeded from ``seed`` inside a fork
         (``nn.Linear`` draws its weights there): the module is a pure function of
-        ``seed`` and the caller's RNG state is untouched.
+        ``seed`` and the caller's RNG state is untouched. With ``for_property``, the
+        module is prepared as that property's cases get it: trained-looking
+        parameters (:func:`perturb_constant_parameters_`, seeded from ``seed``)
+        unless the check is about the initialization or the property is in
+        ``keep_init``.
 
         Raises
         ------
         TypeError
             if the factory does not return an ``nn.Module``.
+        ValueError
+            unknown ``for_property``.
         """
         dev = resolve_device(device)
         seed = check_int("seed", seed, min_value=0)
@@ -434,7 +250,16 @@ class ModuleSpec:
                 f"factory of spec {self.name!r} must return a torch.nn.Module, "
                 f"got {type(module).__name__}"
             )
-        return module.to(device=dev, dtype=dtype)
+        module = module.to(device=dev, dtype=dtype)
+        if for_property is not None and self.perturbs(for_property):
+            perturb_constant_parameters_(module, seed=derive_seed(seed, self.name, "perturb"))
+        return module
+
+    def perturbs(self, property: str) -> bool:
+        """Whether cases of ``property`` run on trained-looking parameters."""
+        return _checks_registry.get_check(property).perturb_parameters and (
+            property not in self.keep_init
+        )
 
     def make_input(
         self,
@@ -496,18 +321,24 @@ class ModuleSpec:
         """
         __tracebackhide__ = True
         check_choice("property", property, self.properties)
-        prop = PROPERTIES[property]
+        prop = _checks_registry.get_check(property)
         if prop.dtypes is not None:
             check_choice(f"dtype for {property}", dtype, prop.dtypes)
         dev = torch.device(device)
         home = torch.device("cpu") if prop.build_on_cpu else dev
-        module = self.build(home, dtype, seed=seed)
+        module = self.build(home, dtype, seed=seed, for_property=property)
         x = self.make_input(home, dtype, seed=seed)
-        options = dict(self.options.get(property, {}))
-        if property == "expectation_equal" and self.reference is not None:
-            options["reference"] = self.reference
+        spec_arguments = {"reference": self.reference} if self.reference is not None else {}
         try:
-            return prop.adapter(module, x, seed=seed, device=dev, dtype=dtype, **options)
+            return prop.call(
+                module,
+                x,
+                seed=seed,
+                device=dev,
+                dtype=dtype,
+                options=self.options.get(property, {}),
+                spec_arguments=spec_arguments,
+            )
         except PropertyViolation as exc:
             dt = f"torch.{_dtype_name(dtype)}"
             raise PropertyViolation(
@@ -515,7 +346,8 @@ class ModuleSpec:
                 f"  spec:      {self.name}, declared at {self.origin}\n"
                 f"  case:      {property} on {dev.type}, {dt}, seed {seed}\n"
                 f"  replay:    spec.check({property!r}, device={dev.type!r}, dtype={dt}, "
-                f"seed={seed}); module, x = spec.build({home.type!r}, {dt}, seed={seed}), "
+                f"seed={seed}); module, x = spec.build({home.type!r}, {dt}, seed={seed}, "
+                f"for_property={property!r}), "
                 f"spec.make_input({home.type!r}, {dt}, seed={seed})"
             ) from None
 
@@ -531,6 +363,7 @@ def _declared(module_spec: ModuleSpec) -> tuple[Any, ...]:
         module_spec.reference,
         dict(module_spec.not_applicable),
         dict(module_spec.options),
+        module_spec.keep_init,
     )
 
 
@@ -670,39 +503,33 @@ def _check_options(options: Any, properties: tuple[str, ...]) -> dict[str, Mappi
     for name, kwargs in options.items():
         check_choice("options key", name, properties)
         check_type(f"options[{name!r}]", kwargs, Mapping)
-        reserved = {"seed", "device", "dtype", "reference"} & set(kwargs)
+        reserved = {*_checks_registry.RESERVED_OPTIONS, "reference"} & set(kwargs)
         if reserved:
             raise ValueError(
                 f"options[{name!r}] must not set {sorted(reserved)}: the plugin sets seed, "
                 "device and dtype, and reference is an argument of netprops.spec"
             )
-        allowed = _option_names(name)
+        check = _checks_registry.get_check(name)
+        allowed = check.option_names()
         unknown = sorted(set(kwargs) - allowed) if allowed is not None else []
         if unknown:
             raise ValueError(
                 f"options[{name!r}] has unknown key(s) {unknown}; "
-                f"{PROPERTIES[name].check} accepts {sorted(allowed)}"
+                f"{check.name} accepts {sorted(allowed)}"
             )
         result[name] = MappingProxyType(dict(kwargs))
     return result
 
 
-#: Options an adapter consumes itself, on top of its check's keyword arguments.
-_ADAPTER_OPTIONS = {"drop_rate": {"p"}}
-
-
-def _option_names(property_name: str) -> set[str] | None:
-    """Keyword arguments ``options[property_name]`` may set; None if the check can't be
-    imported here (its tests then report that, see the module docstring)."""
-    try:
-        check = _check_function(PROPERTIES[property_name].check)
-    except Exception:  # a broken check module fails its own tests, later
-        return None
-    params = inspect.signature(check).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
-    return (names | _ADAPTER_OPTIONS.get(property_name, set())) - {"seed", "device", "dtype"}
+def _check_keep_init(keep_init: Any, properties: tuple[str, ...]) -> frozenset[str]:
+    if keep_init is True:
+        return frozenset(properties)
+    if keep_init is False:
+        return frozenset()
+    names = _check_names("keep_init", keep_init)
+    for i, name in enumerate(names):
+        check_choice(f"keep_init[{i}]", name, properties)
+    return frozenset(names)
 
 
 def spec(
@@ -715,6 +542,7 @@ def spec(
     reference: Reference | None = None,
     not_applicable: Mapping[str, str] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    keep_init: bool | Sequence[str] = False,
 ) -> ModuleSpec:
     """Register a module with netprops: the plugin checks ``properties`` on every device.
 
@@ -736,7 +564,13 @@ def spec(
     not_applicable : property name → reason, for properties that do not apply; they
         are reported as skipped/n-a with the reason, never silently left out.
     options : property name → extra keyword arguments for that check, e.g.
-        ``{"normalized": {"normalized_dims": (-1,)}}``.
+        ``{"normalized": {"eps": 1e-6}}``.
+    keep_init : by default each case gives the module trained-looking parameters
+        (every constant-valued parameter, e.g. a norm layer's ones and zeros, gets
+        seeded random values: :func:`perturb_constant_parameters_`), except for
+        checks about the initialization itself (``symmetry_broken``,
+        ``model_variance``). ``True`` keeps the factory's parameters for every
+        property, a sequence of property names for those only.
 
     Returns
     -------
@@ -783,6 +617,7 @@ def spec(
             _check_not_applicable({} if not_applicable is None else not_applicable, props)
         ),
         options=MappingProxyType(_check_options({} if options is None else options, props)),
+        keep_init=_check_keep_init(keep_init, props),
         origin=f"{frame.f_code.co_filename}:{frame.f_lineno}",
     )
     return _REGISTRIES[-1].add(module_spec)

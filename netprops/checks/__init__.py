@@ -1,6 +1,8 @@
 """Public property checks.
 
-Each ``check_*`` returns a :class:`CheckResult` when the property holds and raises
+Module checks follow one protocol, ``check_x(module, x, *, seed=0, alpha=..., **options)
+-> CheckResult``, and register themselves as properties (:func:`register_check`), which is
+how :func:`netprops.spec` knows them. Each ``check_*`` returns a :class:`CheckResult` when the property holds and raises
 :class:`~netprops.errors.PropertyViolation` (an AssertionError) with the statistic, the bound,
 the seed and a one-line reproduction when it does not."""
 
@@ -25,6 +27,13 @@ from .parity import (
     CheckSkipped,
     check_device_parity,
 )
+from .registry import (
+    CheckCall,
+    RegisteredCheck,
+    get_check,
+    register_check,
+    registered_checks,
+)
 from .results import (
     CheckResult,
     format_bound,
@@ -42,6 +51,7 @@ from .stochastic import (
     check_drop_rate,
     check_expectation_equal,
     check_masks_independent,
+    default_reference,
 )
 from .symmetry import (
     check_symmetry_broken,
@@ -61,11 +71,13 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DISTRIBUTIONS",
     "VARIANCE_NONLINEARITIES",
+    "CheckCall",
     "CheckResult",
     "CheckSkipped",
     "LayerVariance",
     "ModuleSnapshot",
     "PropertyViolation",
+    "RegisteredCheck",
     "VarianceProfile",
     "binom_interval",
     "check_batch_independent",
@@ -85,8 +97,12 @@ __all__ = [
     "chi2_interval",
     "chi2_upper",
     "conditioning",
+    "default_reference",
     "format_bound",
+    "get_check",
     "mc_sample_size",
+    "register_check",
+    "registered_checks",
     "variance_profile",
     "violation",
     "z_two_sided",

@@ -17,8 +17,7 @@ and this module run inside one, so a check never changes the module it checks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from numbers import Real
 from types import TracebackType
 from typing import Any
@@ -27,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import check_float_tensor, check_int, check_min_dims, check_type
-from ..seeding import seeded_global_rng
-from ..tolerances import Tolerance, tolerance
-from ._state import module_generators
+from ..errors import check_int, check_type
+from ..tolerances import tolerance
+from . import _common
+from .registry import register_check
 from .results import CheckResult, violation
 
 __all__ = ["ModuleSnapshot", "check_train_eval_contract"]
@@ -85,7 +84,7 @@ class ModuleSnapshot:
         ]
         self._generators = [
             (_generator_name(module, sub, attr), gen, gen.get_state())
-            for sub, attr, gen in module_generators(module)
+            for sub, attr, gen in _common.module_generators(module)
         ]
 
     def changed_tensors(self) -> dict[str, float]:
@@ -180,101 +179,6 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 # (used by the sibling check modules too, so each rule is written once)
 
 
-def _check_module(module: Any) -> nn.Module:
-    return check_type("module", module, nn.Module)
-
-
-def _check_batch_input(x: Any, min_batch: int = 1) -> torch.Tensor:
-    check_float_tensor("x", x)
-    check_min_dims("x", x, 2)
-    if x.shape[0] < min_batch:
-        raise ValueError(
-            f"x must be batch-first with at least {min_batch} rows (dim 0), "
-            f"got shape {tuple(x.shape)}"
-        )
-    return x
-
-
-def _describe(x: torch.Tensor) -> str:
-    return f"{str(x.dtype).replace('torch.', '')} {tuple(x.shape)} on {x.device}"
-
-
-def _reproduce(check: str, **kwargs: Any) -> str:
-    args = "".join(f", {key}={value!r}" for key, value in kwargs.items())
-    return f"netprops.checks.{check}(module, x{args})"
-
-
-@contextmanager
-def _isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global RNG for the block (for nn.Dropout & co.) and restore it after."""
-    with seeded_global_rng(seed, (device,) if device.type == "cuda" else ()):
-        yield
-
-
-def _output(result: Any, what: str) -> torch.Tensor:
-    if not isinstance(result, torch.Tensor):
-        raise TypeError(
-            f"the module must return a torch.Tensor, got {type(result).__name__} ({what})"
-        )
-    return result
-
-
-def _looser(*dtypes: torch.dtype) -> Tolerance:
-    """The loosest tolerance among ``dtypes`` (the comparison is as good as its worst side)."""
-    tols = [tolerance(d) for d in dtypes]
-    return Tolerance(rtol=max(t.rtol for t in tols), atol=max(t.atol for t in tols))
-
-
-def _scale(t: torch.Tensor) -> float:
-    """RMS of the finite entries of ``t`` (1 when there are none or all are 0): atol's unit."""
-    values = t.detach().double()
-    values = values[torch.isfinite(values)]
-    if values.numel() == 0:
-        return 1.0
-    rms = float(values.square().mean().sqrt())
-    return rms if rms > 0 else 1.0
-
-
-def _normalized_error(
-    actual: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor
-) -> torch.Tensor:
-    """Elementwise ``|actual − expected| / bound`` in float64.
-
-    Equal values (NaN with NaN, inf with the same inf) score 0; a NaN
-    on one side only, or any difference where the bound is 0, scores inf.
-    """
-    a = actual.detach().double()
-    e = expected.detach().double().to(a.device)
-    bound = torch.as_tensor(bound, dtype=torch.float64, device=a.device)
-    same = (a == e) | (torch.isnan(a) & torch.isnan(e))
-    ratio = (a - e).abs() / bound
-    ratio = torch.where(same, torch.zeros_like(ratio), ratio)
-    return ratio.nan_to_num(nan=math.inf, posinf=math.inf)
-
-
-def _worst(ratio: torch.Tensor) -> tuple[float, tuple[int, ...]]:
-    """Largest entry of ``ratio`` and its index (0.0 and () for an empty tensor)."""
-    if ratio.numel() == 0:
-        return 0.0, ()
-    values = ratio.reshape(-1)
-    flat = int(values.argmax())
-    index = []
-    for size in reversed(ratio.shape):
-        flat, rest = divmod(flat, size)
-        index.append(rest)
-    return float(values.max()), tuple(reversed(index))
-
-
-def _is_dropout_like(sub: nn.Module) -> bool:
-    """A leaf module with a probability attribute ``p``, or one exposing a mask."""
-    if len(sub._modules) > 0:
-        return False
-    p = getattr(sub, "p", None)
-    if isinstance(p, Real) and not isinstance(p, bool) and 0 <= p <= 1:
-        return True
-    return hasattr(sub, "last_mask") or hasattr(sub, "sample_mask")
-
-
 def _is_batchnorm_like(sub: nn.Module) -> bool:
     return isinstance(getattr(sub, "running_mean", None), torch.Tensor) and isinstance(
         getattr(sub, "running_var", None), torch.Tensor
@@ -367,7 +271,7 @@ def _expected_running_stats(
     var = before["running_var"].double()
     tracked = before.get("num_batches_tracked")
     count = None if tracked is None else int(tracked)
-    tol = _looser(*(t.dtype for t in inputs), sub.running_var.dtype)
+    tol = _common.looser(*(t.dtype for t in inputs), sub.running_var.dtype)
     mean_scale = mean.abs()
     var_scale = var.abs()
     biased_gap = torch.full_like(var, math.inf)
@@ -393,6 +297,7 @@ def _expected_running_stats(
     return mean, var, mean_bound, var_bound, power
 
 
+@register_check("train_eval_contract")
 def check_train_eval_contract(
     module: nn.Module, x: torch.Tensor, *, seed: int = 0, n_repeats: int = 3
 ) -> CheckResult:
@@ -455,12 +360,12 @@ def check_train_eval_contract(
         when any of the above fails.
     """
     __tracebackhide__ = True
-    _check_module(module)
-    _check_batch_input(x)
+    _common.check_module(module)
+    _common.check_batch_input(x)
     seed = check_int("seed", seed, min_value=0)
     n_repeats = check_int("n_repeats", n_repeats, min_value=2)
     name = "check_train_eval_contract"
-    reproduce = _reproduce(name, seed=seed, n_repeats=n_repeats)
+    reproduce = _common.reproduce(name, seed=seed, n_repeats=n_repeats)
 
     def fail(what: str, statistic: float, bound: float, **details: Any) -> None:
         __tracebackhide__ = True
@@ -471,10 +376,10 @@ def check_train_eval_contract(
             bound=bound,
             seed=seed,
             reproduce=reproduce,
-            details={"x": _describe(x), **details},
+            details={"x": _common.describe(x), **details},
         )
 
-    dropouts = [(n, m) for n, m in module.named_modules() if _is_dropout_like(m)]
+    dropouts = [(n, m) for n, m in module.named_modules() if _common.is_dropout_like(m)]
     norms = [(n, m) for n, m in module.named_modules() if _is_batchnorm_like(m)]
     bn_report: dict[str, str] = {}
     bn_eval = []
@@ -486,7 +391,7 @@ def check_train_eval_contract(
             bn_report[sub_name or "module"] = skip
     tol = tolerance(x.dtype)
     scores: dict[str, float] = {}
-    details: dict[str, Any] = {"x": _describe(x), "eval_forwards": n_repeats}
+    details: dict[str, Any] = {"x": _common.describe(x), "eval_forwards": n_repeats}
     rng_before = _global_rng_states()
     with ModuleSnapshot(module) as snapshot:
         try:
@@ -498,7 +403,9 @@ def check_train_eval_contract(
             hooks += [m.register_forward_hook(_first_call_hook(bn_seen, n)) for n, m in bn_eval]
             try:
                 with torch.no_grad():
-                    outputs = [_output(module(x.clone()), "eval forward") for _ in range(n_repeats)]
+                    outputs = [
+                        _common.output(module(x.clone()), "eval forward") for _ in range(n_repeats)
+                    ]
             finally:
                 for hook in hooks:
                     hook.remove()
@@ -537,9 +444,12 @@ def check_train_eval_contract(
                             layer=label,
                         )
                     continue
-                layer_tol = _looser(out.dtype, expected.dtype)
-                bound = layer_tol.atol * _scale(expected) + layer_tol.rtol * expected.double().abs()
-                score, index = _worst(_normalized_error(out, expected, bound))
+                layer_tol = _common.looser(out.dtype, expected.dtype)
+                bound = (
+                    layer_tol.atol * _common.scale(expected)
+                    + layer_tol.rtol * expected.double().abs()
+                )
+                score, index = _common.worst(_common.normalized_error(out, expected, bound))
                 scores[f"{label} eval = {kind}"] = score
                 if score > 1.0:
                     fail(
@@ -593,8 +503,8 @@ def check_train_eval_contract(
                             0.0,
                         )
                 else:
-                    bound = tol.atol * _scale(first) + tol.rtol * first.double().abs()
-                    score, index = _worst(_normalized_error(out, first, bound))
+                    bound = tol.atol * _common.scale(first) + tol.rtol * first.double().abs()
+                    score, index = _common.worst(_common.normalized_error(out, first, bound))
                     scores["eval repeat"] = max(scores.get("eval repeat", 0.0), score)
                     if score > 1.0:
                         fail(
@@ -622,8 +532,8 @@ def check_train_eval_contract(
                 hooks = [m.register_forward_hook(_first_call_hook(bn_seen, n)) for n, m in bn_eval]
                 module.eval()
                 try:
-                    with torch.no_grad(), _isolated_rng(seed, x.device):
-                        _output(module(x.clone()), "eval forward after the train forward")
+                    with torch.no_grad(), _common.isolated_rng(seed, x.device):
+                        _common.output(module(x.clone()), "eval forward after the train forward")
                 finally:
                     for hook in hooks:
                         hook.remove()
@@ -715,7 +625,7 @@ def _check_batchnorm_eval(
         eps = float(sub.eps)
         dtypes = [t.dtype for t in (inp, out, mean, var, weight, bias) if t is not None]
         try:
-            tol = _looser(*dtypes)
+            tol = _common.looser(*dtypes)
         except ValueError:
             report[label] = "skipped (no tolerance for its dtypes)"
             continue
@@ -733,7 +643,7 @@ def _check_batchnorm_eval(
             if b64 is not None:
                 kappa = kappa + b64.abs().reshape(shape)
             bound = tol.atol * kappa + tol.rtol * expected.abs()
-        score, index = _worst(_normalized_error(out, expected, bound))
+        score, index = _common.worst(_common.normalized_error(out, expected, bound))
         key = f"{label} eval = F.batch_norm ({when})"
         scores[key] = score
         report[label] = "F.batch_norm with running statistics"
@@ -785,7 +695,7 @@ def _check_running_updates(
     hooks = [m.register_forward_pre_hook(_input_hook(inputs[n])) for n, m in norms]
     module.train()
     try:
-        with torch.no_grad(), _isolated_rng(seed, x.device):
+        with torch.no_grad(), _common.isolated_rng(seed, x.device):
             module(x.clone())
     finally:
         for hook in hooks:
@@ -832,7 +742,7 @@ def _check_running_updates(
             ("running_var", var, var_bound),
         ):
             actual = getattr(sub, buffer)
-            score, index = _worst(_normalized_error(actual, expected, bound))
+            score, index = _common.worst(_common.normalized_error(actual, expected, bound))
             scores[f"{label}.{buffer} update"] = score
             if score > 1.0:
                 rule = "unbiased batch variance" if buffer == "running_var" else "batch mean"

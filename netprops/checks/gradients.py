@@ -13,11 +13,13 @@ from torch import nn
 from ..devices import deterministic
 from ..errors import check_choice, check_int, check_positive_float
 from ..seeding import make_generator
+from .registry import register_check
 from .results import CheckResult, violation
 
 __all__ = ["check_grad_clipping", "check_gradcheck"]
 
 
+@register_check("gradcheck", dtypes=(torch.float64,))
 def check_gradcheck(
     fn: nn.Module | Callable[..., torch.Tensor],
     inputs: torch.Tensor | Sequence[int] | Sequence[torch.Tensor],

@@ -33,18 +33,9 @@ from torch import nn
 from ..errors import check_int, check_positive_float
 from ..seeding import derive_seed, make_generator
 from ..tolerances import Tolerance, tolerance
-from .contract import (
-    ModuleSnapshot,
-    _check_batch_input,
-    _check_module,
-    _describe,
-    _isolated_rng,
-    _normalized_error,
-    _output,
-    _reproduce,
-    _scale,
-    _worst,
-)
+from . import _common
+from .contract import ModuleSnapshot
+from .registry import register_check
 from .results import CheckResult, violation
 
 __all__ = [
@@ -138,6 +129,7 @@ def _check_batch_sizes(batch_sizes: Any, n: int) -> tuple[int, ...]:
     return tuple(sorted(set(sizes), reverse=True))
 
 
+@register_check("batch_independent")
 def check_batch_independent(
     module: nn.Module,
     x: torch.Tensor,
@@ -184,13 +176,13 @@ def check_batch_independent(
         when some row changes beyond the tolerance, or a variant forward raises.
     """
     __tracebackhide__ = True
-    _check_module(module)
-    _check_batch_input(x, min_batch=2)
+    _common.check_module(module)
+    _common.check_batch_input(x, min_batch=2)
     seed = check_int("seed", seed, min_value=0)
     n = x.shape[0]
     sizes = _check_batch_sizes(batch_sizes, n)
     name = "check_batch_independent"
-    reproduce = _reproduce(name, seed=seed, batch_sizes=batch_sizes)
+    reproduce = _common.reproduce(name, seed=seed, batch_sizes=batch_sizes)
     mode = "train" if module.training else "eval"
 
     cpu = make_generator(derive_seed(seed, name, "indices"))
@@ -201,8 +193,8 @@ def check_batch_independent(
     keep = torch.randperm(n, generator=cpu)[: max(1, n // 2)].sort().values
     singles = torch.randperm(n, generator=cpu)[:_MAX_SINGLE_ROWS].sort().values
 
-    with ModuleSnapshot(module), torch.no_grad(), _isolated_rng(seed, x.device):
-        y = _output(module(x.clone()), "reference forward")
+    with ModuleSnapshot(module), torch.no_grad(), _common.isolated_rng(seed, x.device):
+        y = _common.output(module(x.clone()), "reference forward")
         if y.dim() == 0 or y.shape[0] != n:
             raise ValueError(
                 f"the module's output must keep the batch axis: x has {n} rows, "
@@ -210,7 +202,7 @@ def check_batch_independent(
             )
         kappa = _row_kappa(module, x, y)
         tol = tolerance(x.dtype)
-        atol_scale = tol.atol * _scale(y)
+        atol_scale = tol.atol * _common.scale(y)
 
         # (label, input batch, positions compared in its output, matching rows of y)
         variants: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -243,7 +235,7 @@ def check_batch_independent(
         worst = 0.0
         for label, batch, positions, ref_rows in variants:
             try:
-                out = _output(module(batch.clone()), label)
+                out = _common.output(module(batch.clone()), label)
             except Exception as exc:
                 violation(
                     name,
@@ -252,7 +244,7 @@ def check_batch_independent(
                     bound=1.0,
                     seed=seed,
                     reproduce=reproduce,
-                    details={"x": _describe(x), "mode": mode},
+                    details={"x": _common.describe(x), "mode": mode},
                 )
             if out.shape[0] != batch.shape[0] or out.shape[1:] != y.shape[1:]:
                 violation(
@@ -263,14 +255,14 @@ def check_batch_independent(
                     bound=1.0,
                     seed=seed,
                     reproduce=reproduce,
-                    details={"x": _describe(x), "mode": mode},
+                    details={"x": _common.describe(x), "mode": mode},
                 )
             actual = out[positions.to(out.device)]
             expected = y[ref_rows.to(y.device)]
             bound = (
                 atol_scale * kappa[ref_rows.to(kappa.device)] + tol.rtol * expected.double().abs()
             )
-            score, index = _worst(_normalized_error(actual, expected, bound))
+            score, index = _common.worst(_common.normalized_error(actual, expected, bound))
             worst = max(worst, score)
             if score > 1.0:
                 row = int(ref_rows[index[0]])
@@ -282,14 +274,14 @@ def check_batch_independent(
                     seed=seed,
                     reproduce=reproduce,
                     details={
-                        "x": _describe(x),
+                        "x": _common.describe(x),
                         "mode": mode,
                         "row": row,
                         "element": index[1:],
                         "actual": float(actual[index]),
                         "expected": float(expected[index]),
                         "kappa": float(kappa[row].max()),
-                        "tolerance": f"atol·κ·s + rtol·|y| with {tol}, s = {_scale(y):.6g}",
+                        "tolerance": f"atol·κ·s + rtol·|y| with {tol}, s = {_common.scale(y):.6g}",
                     },
                 )
     return CheckResult(
@@ -298,7 +290,7 @@ def check_batch_independent(
         bound=1.0,
         seed=seed,
         details={
-            "x": _describe(x),
+            "x": _common.describe(x),
             "mode": mode,
             "variants": len(variants),
             "batch_sizes": sizes,
@@ -374,10 +366,13 @@ def _normalized_tolerance(dtype: torch.dtype) -> Tolerance:
     return tol
 
 
+# perturb_parameters=False until the oracle applies the module's own affine parameters
+@register_check("normalized", perturb_parameters=False)
 def check_normalized(
     module: nn.Module,
     x: torch.Tensor,
     *,
+    seed: int = 0,
     normalized_dims: int | Sequence[int] | None = None,
     eps: float | None = None,
 ) -> CheckResult:
@@ -433,13 +428,13 @@ def check_normalized(
         when a slice's mean or variance, or an output element, is off.
     """
     __tracebackhide__ = True
-    _check_module(module)
-    _check_batch_input(x)
+    _common.check_module(module)
+    _common.check_batch_input(x)
     dims = _resolve_dims(normalized_dims, module, x)
     eps = _resolve_eps(eps, module)
     _check_unit_affine(module)
     name = "check_normalized"
-    reproduce = _reproduce(name, normalized_dims=dims, eps=eps)
+    reproduce = _common.reproduce(name, normalized_dims=dims, eps=eps)
 
     n = math.prod(x.shape[d] for d in dims)
     xd = x.detach().double()
@@ -454,8 +449,8 @@ def check_normalized(
     valid = torch.isfinite(target) & torch.isfinite(var_bound)
     _check_resolvable(x, dims, eps, oracle, elem_bound, kappa, valid & (target >= 0.01))
 
-    with ModuleSnapshot(module), torch.no_grad(), _isolated_rng(0, x.device):
-        y = _output(module(x.clone()), "forward")
+    with ModuleSnapshot(module), torch.no_grad(), _common.isolated_rng(0, x.device):
+        y = _common.output(module(x.clone()), "forward")
     if y.shape != x.shape:
         raise ValueError(
             f"check_normalized needs an output of the input's shape {tuple(x.shape)}, "
@@ -464,16 +459,16 @@ def check_normalized(
     yd = y.detach().double()
     var_y, mean_y = torch.var_mean(yd, dim=dims, keepdim=True, correction=0)
     zero = torch.zeros_like(target)
-    mean_score = torch.where(valid, _normalized_error(mean_y, zero, mean_bound), zero)
-    var_score = torch.where(valid, _normalized_error(var_y, target, var_bound), zero)
-    elem_score = _normalized_error(yd, oracle, elem_bound)
+    mean_score = torch.where(valid, _common.normalized_error(mean_y, zero, mean_bound), zero)
+    var_score = torch.where(valid, _common.normalized_error(var_y, target, var_bound), zero)
+    elem_score = _common.normalized_error(yd, oracle, elem_bound)
     elem_score = torch.where(valid, elem_score, torch.zeros_like(elem_score))
 
     unbiased = var_x / (var_x * n / (n - 1) + eps) if n > 1 else target
     power = torch.where(valid & (var_bound > 0), (unbiased - target).abs() / var_bound, math.inf)
     tolerance_text = f"|y − ŷ| ≤ atol·κ + rtol·max|ŷ| per slice with {tol}"
     details = {
-        "x": _describe(x),
+        "x": _common.describe(x),
         "normalized_dims": dims,
         "n": n,
         "eps": eps,
@@ -484,7 +479,7 @@ def check_normalized(
         "tolerance": tolerance_text,
     }
     for label, score in (("mean", mean_score), ("biased variance", var_score)):
-        value, index = _worst(score)
+        value, index = _common.worst(score)
         if value > 1.0:
             expected = 0.0 if label == "mean" else float(target[index])
             actual = float((mean_y if label == "mean" else var_y)[index])
@@ -498,7 +493,7 @@ def check_normalized(
                 reproduce=reproduce,
                 details={**details, "slice": index, "actual": actual, "expected": expected},
             )
-    value, index = _worst(elem_score)
+    value, index = _common.worst(elem_score)
     if value > 1.0:
         actual, expected = float(yd[index]), float(oracle[index])
         slice_index = tuple(0 if d in dims else i for d, i in enumerate(index))
@@ -519,7 +514,7 @@ def check_normalized(
                 "allowed": float(elem_bound[slice_index]),
             },
         )
-    statistic = max(_worst(mean_score)[0], _worst(var_score)[0], value)
+    statistic = max(_common.worst(mean_score)[0], _common.worst(var_score)[0], value)
     return CheckResult(
         check=name, statistic=statistic, bound=1.0, seed=None, details=details, reproduce=reproduce
     )
@@ -543,7 +538,7 @@ def _check_resolvable(
         return
     zero_score = (oracle.abs() / elem_bound).amax(dim=dims, keepdim=True)
     zero_score = torch.where(informative, zero_score, torch.zeros_like(zero_score))
-    best, index = _worst(zero_score)
+    best, index = _common.worst(zero_score)
     if best > 1.0:
         return
     raise ValueError(
@@ -574,6 +569,7 @@ def _bias_free(module: nn.Module) -> bool:
 _ABSENT = object()
 
 
+@register_check("shift_invariant")
 def check_shift_invariant(
     module: nn.Module,
     x: torch.Tensor,
@@ -612,14 +608,14 @@ def check_shift_invariant(
         naming the property that fails.
     """
     __tracebackhide__ = True
-    _check_module(module)
-    _check_batch_input(x)
+    _common.check_module(module)
+    _common.check_batch_input(x)
     seed = check_int("seed", seed, min_value=0)
     if negation is not None and not isinstance(negation, bool):
         raise TypeError(f"negation must be a bool or None, got {negation!r}")
     negation = _bias_free(module) if negation is None else negation
     name = "check_shift_invariant"
-    reproduce = _reproduce(name, seed=seed, negation=negation)
+    reproduce = _common.reproduce(name, seed=seed, negation=negation)
 
     xd = x.detach().double()
     row_std = xd.reshape(x.shape[0], -1).std(dim=1, correction=0)
@@ -633,13 +629,13 @@ def check_shift_invariant(
     c = (10.0 * row_std * (2.0 * u - 1.0)).reshape(x.shape[0], *([1] * (x.dim() - 1)))
     shifted = (xd + c).to(x.dtype)
 
-    with ModuleSnapshot(module), torch.no_grad(), _isolated_rng(seed, x.device):
-        y = _output(module(x.clone()), "forward")
-        y_shift = _output(module(shifted.clone()), "shifted forward")
-        y_neg = _output(module(-x), "negated forward") if negation else None
+    with ModuleSnapshot(module), torch.no_grad(), _common.isolated_rng(seed, x.device):
+        y = _common.output(module(x.clone()), "forward")
+        y_shift = _common.output(module(shifted.clone()), "shifted forward")
+        y_neg = _common.output(module(-x), "negated forward") if negation else None
 
     tol = tolerance(x.dtype)
-    atol_scale = tol.atol * _scale(y)
+    atol_scale = tol.atol * _common.scale(y)
     kappa = torch.maximum(_row_kappa(module, x, y), _row_kappa(module, shifted, y))
     properties: dict[str, float | str] = {}
     checks = [(_SHIFT, y_shift, y, kappa)]
@@ -656,10 +652,10 @@ def check_shift_invariant(
                 bound=1.0,
                 seed=seed,
                 reproduce=reproduce,
-                details={"x": _describe(x)},
+                details={"x": _common.describe(x)},
             )
         bound = atol_scale * k + tol.rtol * expected.double().abs()
-        score, index = _worst(_normalized_error(actual, expected, bound))
+        score, index = _common.worst(_common.normalized_error(actual, expected, bound))
         properties[label] = score
         if score > 1.0:
             violation(
@@ -670,12 +666,12 @@ def check_shift_invariant(
                 seed=seed,
                 reproduce=reproduce,
                 details={
-                    "x": _describe(x),
+                    "x": _common.describe(x),
                     "property": label,
                     "actual": float(actual[index]),
                     "expected": float(expected[index]),
                     "c": float(c.reshape(-1)[index[0]]) if label == _SHIFT else None,
-                    "tolerance": f"atol·κ·s + rtol·|y| with {tol}, s = {_scale(y):.6g}",
+                    "tolerance": f"atol·κ·s + rtol·|y| with {tol}, s = {_common.scale(y):.6g}",
                 },
             )
     statistic = max(v for v in properties.values() if isinstance(v, float))
@@ -685,7 +681,7 @@ def check_shift_invariant(
         bound=1.0,
         seed=seed,
         details={
-            "x": _describe(x),
+            "x": _common.describe(x),
             "properties": properties,
             "max_abs_c": float(c.abs().max()),
             "max_kappa": float(kappa.max()),

@@ -26,17 +26,8 @@ from ..devices import cuda_available, tf32_disabled
 from ..errors import check_choice, check_finite_float, check_float_tensor, check_int, check_type
 from ..seeding import derive_seed, make_generator
 from ..tolerances import Tolerance, tolerance
-from .contract import (
-    _check_module,
-    _describe,
-    _is_dropout_like,
-    _isolated_rng,
-    _looser,
-    _normalized_error,
-    _output,
-    _scale,
-    _worst,
-)
+from . import _common
+from .registry import CheckCall, register_check
 from .results import CheckResult, violation
 
 __all__ = ["CheckSkipped", "check_device_parity"]
@@ -107,11 +98,11 @@ def _run(
     """Forward and backward of a copy of ``module`` on ``device`` in ``dtype``."""
     copied = copy.deepcopy(module).to(device=device, dtype=dtype)
     for sub in copied.modules():
-        if _is_dropout_like(sub):
+        if _common.is_dropout_like(sub):
             sub.eval()
     xi = x.detach().to(device=device, dtype=dtype).requires_grad_(True)
-    with tf32_disabled(), _isolated_rng(seed, device):
-        y = _output(copied(xi), f"forward on {device} in {dtype}")
+    with tf32_disabled(), _common.isolated_rng(seed, device):
+        y = _common.output(copied(xi), f"forward on {device} in {dtype}")
         results: dict[str, torch.Tensor | None] = {"output": y.detach()}
         params = [(n, p) for n, p in copied.named_parameters() if p.requires_grad]
         if y.requires_grad:
@@ -132,11 +123,18 @@ def _run(
     return results
 
 
+def _spec_devices(call: CheckCall) -> dict[str, Any]:
+    """A spec case on ``cuda`` compares the CPU with that device."""
+    other = call.device if call.device.type != "cpu" else torch.device("cuda")
+    return {"devices": ("cpu", str(other))}
+
+
+@register_check("device_parity", devices=("cuda",), build_on_cpu=True, arguments=_spec_devices)
 def check_device_parity(
     module: nn.Module,
     x: torch.Tensor,
-    devices: Sequence[str | torch.device] = ("cpu", "cuda"),
     *,
+    devices: Sequence[str | torch.device] = ("cpu", "cuda"),
     seed: int = 0,
     dtypes: Sequence[torch.dtype] | None = None,
     kappa: float = 1.0,
@@ -184,7 +182,7 @@ def check_device_parity(
         when an output, gradient or buffer differs beyond the tolerance.
     """
     __tracebackhide__ = True
-    _check_module(module)
+    _common.check_module(module)
     check_float_tensor("x", x)
     seed = check_int("seed", seed, min_value=0)
     kappa = check_finite_float("kappa", kappa)
@@ -210,7 +208,7 @@ def check_device_parity(
     (ref_dev, ref_dtype), (other_dev, other_dtype) = (
         ((dev_b, dtype_b), (dev_a, dtype_a)) if swap else ((dev_a, dtype_a), (dev_b, dtype_b))
     )
-    tol = _looser(dtype_a, dtype_b)
+    tol = _common.looser(dtype_a, dtype_b)
     tol = Tolerance(rtol=tol.rtol, atol=tol.atol * kappa)
     ref = _run(module, x, ref_dev, ref_dtype, seed)
     other = _run(module, x, other_dev, other_dtype, seed)
@@ -223,7 +221,7 @@ def check_device_parity(
     for k, v in ref.items():
         if k.startswith("grad of ") and k != "grad of x" and v is not None:
             owner = k.removeprefix("grad of ").rpartition(".")[0]
-            module_scale[owner] = max(module_scale.get(owner, 0.0), _scale(v.double().cpu()))
+            module_scale[owner] = max(module_scale.get(owner, 0.0), _common.scale(v.double().cpu()))
 
     def grad_floor(key: str) -> float:
         if key == "grad of x":  # may cancel too (LayerNorm's sums to 0 per row): whole model
@@ -232,7 +230,7 @@ def check_device_parity(
 
     sides = f"{other_dev}/{other_dtype} vs reference {ref_dev}/{ref_dtype}"
     details: dict[str, Any] = {
-        "x": _describe(x),
+        "x": _common.describe(x),
         "compared": sides,
         "tolerance": f"atol·s + rtol·|ref| with {tol}, s = rms(ref) (a parameter's "
         "gradient: >= the largest rms among its module's gradients; x's: among all)",
@@ -257,9 +255,13 @@ def check_device_parity(
                 details=details,
             )
         r64 = r.double().cpu()
-        scale = max(_scale(r64), grad_floor(key)) if key.startswith("grad") else _scale(r64)
+        scale = (
+            max(_common.scale(r64), grad_floor(key))
+            if key.startswith("grad")
+            else _common.scale(r64)
+        )
         bound = tol.atol * scale + tol.rtol * r64.abs()
-        score, index = _worst(_normalized_error(t.cpu(), r64, bound))
+        score, index = _common.worst(_common.normalized_error(t.cpu(), r64, bound))
         errors[key] = score
         if score > 1.0:
             violation(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
@@ -16,17 +19,61 @@ from ..errors import (
     check_probability,
     check_type,
 )
-from ._state import preserved_mode, seeded_module
+from . import _common
+from .registry import CheckCall, register_check
 from .results import CheckResult, violation
 from .stats import DEFAULT_ALPHA, binom_interval, chi2_upper, mc_sample_size, z_two_sided
 
-__all__ = ["check_drop_rate", "check_expectation_equal", "check_masks_independent"]
+__all__ = [
+    "check_drop_rate",
+    "check_expectation_equal",
+    "check_masks_independent",
+    "default_reference",
+]
 
 #: Kept values must match 1/(1-p) to this many units of rounding (one multiply and one add).
 _ULPS = 8.0
 
 #: Smallest mean shift, in standard deviations of one draw, that ``n_samples=None`` is powered to catch.
 DEFAULT_EFFECT = 0.2
+
+
+def default_reference(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The deterministic layer whose output a stochastic ``module``'s mean must equal.
+
+    A module with a 2-dimensional ``weight`` gives ``F.linear(x, weight, bias)``;
+    a 3/4/5-dimensional ``weight`` gives ``F.conv1d/2d/3d`` with the module's
+    ``stride``, ``padding``, ``dilation`` and ``groups`` (zero padding only); a
+    module without such a weight but with a probability attribute ``p`` in [0, 1]
+    (dropout-like) gives the identity. Anything else gives None.
+    """
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and 2 <= weight.dim() <= 5:
+        bias = getattr(module, "bias", None)
+        bias = bias if isinstance(bias, torch.Tensor) else None
+        if weight.dim() == 2:
+            return lambda x: F.linear(x, weight, bias)
+        if getattr(module, "padding_mode", "zeros") != "zeros" or getattr(
+            module, "transposed", False
+        ):
+            return None
+        conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[weight.dim()]
+        kwargs = {
+            key: getattr(module, key)
+            for key in ("stride", "padding", "dilation", "groups")
+            if hasattr(module, key)
+        }
+        return lambda x: conv(x, weight, bias, **kwargs)
+    p = getattr(module, "p", None)
+    if isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1:
+        return lambda x: x
+    return None
+
+
+def _spec_reference(call: CheckCall) -> dict[str, Any]:
+    """A spec's ``reference(module, x)`` becomes the check's ``reference(x)``."""
+    reference = call.spec_arguments.get("reference")
+    return {} if reference is None else {"reference": functools.partial(reference, call.module)}
 
 
 def _alpha_arg(alpha: float) -> float:
@@ -36,12 +83,13 @@ def _alpha_arg(alpha: float) -> float:
     return alpha
 
 
+@register_check("expectation_equal", arguments=_spec_reference)
 @torch.no_grad()
 def check_expectation_equal(
     stochastic: nn.Module,
-    reference: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     *,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
     n_samples: int | None = None,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
@@ -69,8 +117,9 @@ def check_expectation_equal(
     Parameters
     ----------
     stochastic : module whose training forward is random (its mode is restored afterwards).
-    reference : deterministic callable with the expected mean, e.g. ``lambda x: F.linear(x, W, b)``.
     x : input batch (floating point).
+    reference : deterministic callable with the expected mean, e.g. ``lambda x: F.linear(x, W, b)``;
+        None derives it from the module (:func:`default_reference`).
     n_samples : number of forwards N; ``None`` picks N from the power calculation
         ``((z + z_0.99) / effect)²`` so a shift of ``effect`` standard deviations on one
         output is caught with probability 0.99.
@@ -91,6 +140,15 @@ def check_expectation_equal(
     """
     __tracebackhide__ = True
     check_type("stochastic", stochastic, nn.Module)
+    if reference is None:
+        reference = default_reference(stochastic)
+        if reference is None:
+            raise ValueError(
+                f"reference is needed for {type(stochastic).__name__}: netprops derives the "
+                "expected mean only for layers with a 2-5 dimensional `weight` (F.linear / "
+                "F.conv1d-3d) or a dropout-like probability `p` (identity); pass "
+                "reference=lambda x: ... (in netprops.spec: reference=lambda module, x: ...)"
+            )
     if not callable(reference):
         raise TypeError(f"reference must be callable, got {type(reference).__name__}")
     check_float_tensor("x", x)
@@ -103,7 +161,7 @@ def check_expectation_equal(
     n_samples = check_int("n_samples", n_samples, min_value=2)
 
     exact_var = None
-    with preserved_mode(stochastic):
+    with _common.preserved_mode(stochastic):
         stochastic.train()
         if hasattr(stochastic, "output_variance"):
             exact_var = stochastic.output_variance(x).detach().double().flatten()
@@ -112,7 +170,7 @@ def check_expectation_equal(
         first = None
         total = torch.zeros(m, dtype=torch.float64, device=x.device)
         total_sq = torch.zeros(m, dtype=torch.float64, device=x.device)
-        with seeded_module(stochastic, seed, x.device):
+        with _common.seeded_module(stochastic, seed, x.device):
             for _ in range(n_samples):
                 y = stochastic(x).detach().double().flatten()
                 if y.numel() != m:
@@ -135,7 +193,7 @@ def check_expectation_equal(
         z_crit = float(stats.t.isf(alpha / (4 * m), n_samples - 1))
 
     reproduce = (
-        f"netprops.checks.check_expectation_equal(module, reference, x, "
+        f"netprops.checks.check_expectation_equal(module, x, reference=reference, "
         f"n_samples={n_samples}, alpha={alpha:g}, seed={seed})"
     )
     scale = expected.abs().clamp_min(1.0)
@@ -232,6 +290,7 @@ def _independent_outputs(module: nn.Module, x: torch.Tensor, live: torch.Tensor)
 _COPIES = 4
 
 
+@register_check("masks_independent")
 @torch.no_grad()
 def check_masks_independent(
     stochastic: nn.Module,
@@ -297,7 +356,7 @@ def check_masks_independent(
     batch = x[:1].expand(_COPIES, *x.shape[1:]).contiguous()
 
     outputs = []
-    with preserved_mode(stochastic), seeded_module(stochastic, seed, x.device):
+    with _common.preserved_mode(stochastic), _common.seeded_module(stochastic, seed, x.device):
         stochastic.train()
         for _ in range(n_samples):
             y = stochastic(batch)
@@ -362,16 +421,16 @@ def _mask_draw(module: nn.Module, n: int, device: torch.device) -> torch.Tensor:
     return module.sample_mask((draws,)).to(device)
 
 
+@register_check("drop_rate")
 @torch.no_grad()
 def check_drop_rate(
     module: nn.Module,
-    p: float,
+    x: torch.Tensor | None = None,
     *,
+    p: float | None = None,
     seed: int = 0,
     n: int = 100_000,
     alpha: float = DEFAULT_ALPHA,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
 ) -> CheckResult:
     """Check that ``module`` drops entries with probability ``p`` and rescales kept ones by 1/(1-p).
 
@@ -380,8 +439,15 @@ def check_drop_rate(
     entries is exactly Bin(n, p), and a training forward on the identity matrix
     (Linear-like modules) reproduces ``W ⊙ mask / (1 - p)``. Other modules
     (Dropout-like) are run in train mode on a tensor of ones with ``n`` entries:
-    zeros ~ Bin(n, p) and every kept output equals ``1/(1-p)``. ``device`` and
-    ``dtype`` default to those of the module's parameters (CPU float32 without any).
+    zeros ~ Bin(n, p) and every kept output equals ``1/(1-p)``.
+
+    Parameters
+    ----------
+    module : the stochastic layer (its mode is restored afterwards).
+    x : an example input; only its device and dtype are used (default: those of the
+        module's parameters, CPU float32 without any).
+    p : the drop probability; default the module's attribute ``p``.
+    seed, n, alpha : seed of every draw, number of entries counted, false-failure probability.
 
     Raises
     ------
@@ -391,21 +457,29 @@ def check_drop_rate(
     """
     __tracebackhide__ = True
     check_type("module", module, nn.Module)
+    if p is None:
+        p = getattr(module, "p", None)
+        if p is None:
+            raise ValueError(
+                f"p is needed: {type(module).__name__} has no attribute `p`; pass p=... "
+                "(in netprops.spec: options={'drop_rate': {'p': ...}})"
+            )
     p = check_probability("p", p)
     seed = check_int("seed", seed, min_value=0)
     n = check_positive_int("n", n)
     alpha = _alpha_arg(alpha)
-    params = list(module.parameters())
-    if device is None:
+    if x is not None:
+        check_float_tensor("x", x)
+        device, dtype = x.device, x.dtype
+    else:
+        params = list(module.parameters())
         device = params[0].device if params else torch.device("cpu")
-    device = torch.device(device)
-    if dtype is None:
         dtype = params[0].dtype if params else torch.float32
     reproduce = (
         f"netprops.checks.check_drop_rate(module, p={p}, seed={seed}, n={n}, alpha={alpha:g})"
     )
     scale = 1.0 / (1.0 - p)
-    with preserved_mode(module), seeded_module(module, seed, device):
+    with _common.preserved_mode(module), _common.seeded_module(module, seed, device):
         module.train()
         if hasattr(module, "sample_mask"):
             mask = _mask_draw(module, n, device)

@@ -18,8 +18,9 @@ from torch import nn
 from ..errors import check_int
 from ..seeding import derive_seed, make_generator
 from ..tolerances import tolerance
+from . import _common
+from .registry import register_check
 from .results import CheckResult, violation
-from .variance import _check_model_and_input, _is_weight_layer, _on_device, _run_probe
 
 __all__ = ["check_symmetry_broken"]
 
@@ -37,7 +38,7 @@ class _CalledLayers:
 
     def _hook(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if _is_weight_layer(module):
+            if _common.is_weight_layer(module):
                 self.layers.setdefault(name, module)
 
         return hook
@@ -119,6 +120,7 @@ def _duplicate_groups(rows: torch.Tensor, tol: float, seed: int) -> list[list[in
     return groups
 
 
+@register_check("symmetry_broken", perturb_parameters=False)
 def check_symmetry_broken(
     model: nn.Module,
     x: torch.Tensor,
@@ -183,11 +185,11 @@ def check_symmetry_broken(
     0.0
     """
     __tracebackhide__ = True
-    _check_model_and_input(model, x)
+    _common.check_model_and_input(model, x)
     seed = check_int("seed", seed, min_value=0)
-    x = _on_device(model, x, device)
+    x = _common.on_device(model, x, device)
     params = list(model.parameters())
-    called, description, grads = _run_probe(
+    called, description, grads = _common.run_probe(
         model, x, target, seed, recorder=_CalledLayers, grad_params=params
     )
     if not called.layers:

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import optimize, special, stats
 from torch import nn
 
@@ -41,7 +39,8 @@ from ..errors import (
 )
 from ..init import calculate_gain
 from ..seeding import make_generator
-from ._state import seeded_module
+from . import _common
+from .registry import register_check
 from .results import CheckResult, violation
 from .stats import DEFAULT_ALPHA, chi2_interval, z_two_sided
 
@@ -787,16 +786,6 @@ def check_variance_preserved(
 _ACTIVATION_MODULES = ("torch.nn.modules.activation", "netprops.layers.activations")
 
 
-def _is_weight_layer(module: nn.Module) -> bool:
-    """A module whose ``weight`` is a materialized tensor with >= 2 dims (Linear, ConvNd, ...)."""
-    weight = getattr(module, "weight", None)
-    return (
-        isinstance(weight, torch.Tensor)
-        and not isinstance(weight, nn.parameter.UninitializedParameter)
-        and weight.dim() >= 2
-    )
-
-
 def _is_activation(module: nn.Module) -> bool:
     return type(module).__module__ in _ACTIVATION_MODULES and not any(
         True for _ in module.parameters(recurse=False)
@@ -932,12 +921,12 @@ class _Recorder:
         self.pending = None
 
     def _layer_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if _is_weight_layer(module) and self.pending is not None:
+        if _common.is_weight_layer(module) and self.pending is not None:
             self._close_pending(args[0] if args else None)
 
     def _layer_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if not (_is_weight_layer(module) and isinstance(output, torch.Tensor)):
+            if not (_common.is_weight_layer(module) and isinstance(output, torch.Tensor)):
                 return
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
@@ -967,102 +956,6 @@ class _Recorder:
             self.rows[index]["grad"] = _second_moment(grad)
 
         return hook
-
-
-def _probe_loss(output: Any, target: torch.Tensor | None, seed: int) -> tuple[torch.Tensor, str]:
-    """The loss whose gradients the profile and the symmetry check measure (computed in float64)."""
-    if not (isinstance(output, torch.Tensor) and output.is_floating_point()):
-        raise TypeError(
-            "the model's output must be a floating-point torch.Tensor, got "
-            f"{type(output).__name__}; wrap the model so that it returns one tensor"
-        )
-    out = output.to(torch.float64)
-    if target is None:
-        generator = make_generator(seed, output.device)
-        if output.dim() == 2:
-            classes = output.shape[1]
-            y = torch.randint(
-                0, classes, (output.shape[0],), generator=generator, device=output.device
-            )
-            return (
-                F.cross_entropy(out, y, reduction="sum"),
-                f"cross-entropy (sum) on random targets in [0, {classes})",
-            )
-        noise = torch.randn(
-            out.shape, generator=generator, device=output.device, dtype=torch.float64
-        )
-        return (out * noise).sum(), "sum(output · N(0, 1) noise)"
-    check_type("target", target, torch.Tensor)
-    target = target.to(output.device)
-    if target.is_floating_point():
-        if target.shape != output.shape:
-            raise ValueError(
-                f"a floating-point target must have the output's shape {tuple(output.shape)}, "
-                f"got {tuple(target.shape)}"
-            )
-        return 0.5 * (out - target.to(torch.float64)).square().sum(), "½·Σ(output − target)²"
-    if output.dim() < 2 or target.shape != output.shape[:1] + output.shape[2:]:
-        raise ValueError(
-            f"an integer (class index) target must have shape (N, *) = "
-            f"{tuple(output.shape[:1] + output.shape[2:])} for output {tuple(output.shape)}, "
-            f"got {tuple(target.shape)}"
-        )
-    return F.cross_entropy(out, target.long(), reduction="sum"), "cross-entropy (sum) on target"
-
-
-@contextmanager
-def _model_untouched(model: nn.Module) -> Iterator[None]:
-    """Restore the model's buffers (e.g. BatchNorm running statistics) after the block."""
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
-
-
-def _check_model_and_input(model: Any, x: Any) -> torch.Tensor:
-    check_type("model", model, nn.Module)
-    check_type("x", x, torch.Tensor)
-    return x
-
-
-def _run_probe(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor | None,
-    seed: int,
-    recorder: Callable[[nn.Module], Any],
-    grad_params: Sequence[torch.Tensor] = (),
-) -> tuple[Any, str, tuple[torch.Tensor | None, ...]]:
-    """Forward ``x`` (seeded global RNG for dropout-like layers) and back-propagate the probe loss.
-
-    Returns the recorder (hooks already removed), the loss description and the
-    gradients of ``grad_params`` (model parameters; None for frozen or unused
-    ones). Nothing in the model changes: gradients are
-    taken with ``torch.autograd.grad`` (no ``.grad`` is written) and buffers are
-    restored.
-    """
-    rec = recorder(model)
-    try:
-        # seeded_module: module-held generators (DropConnect) too, restored afterwards
-        with _model_untouched(model), seeded_module(model, seed, x.device), torch.enable_grad():
-            leaf = x.detach().requires_grad_(x.is_floating_point())
-            output = model(leaf.clone() if x.is_floating_point() else leaf)
-            loss, description = _probe_loss(output, target, seed)
-            # x and every trainable parameter: all layer outputs lie on a path to one of them
-            inputs = ([leaf] if x.is_floating_point() else []) + [
-                p for p in model.parameters() if p.requires_grad
-            ]
-            grads: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
-            if loss.requires_grad and inputs:
-                grads = torch.autograd.grad(loss, inputs, allow_unused=True)
-            rec.finish(output)
-    finally:
-        rec.remove()
-    by_id = {id(t): g for t, g in zip(inputs, grads, strict=True)}
-    return rec, description, tuple(by_id.get(id(p)) for p in grad_params)
 
 
 def variance_profile(
@@ -1120,9 +1013,9 @@ def variance_profile(
     ValueError
         for a target of the wrong shape, or a model with no weight layer called.
     """
-    _check_model_and_input(model, x)
+    _common.check_model_and_input(model, x)
     seed = check_int("seed", seed, min_value=0)
-    rec, description, _ = _run_probe(model, x, target, seed, recorder=_Recorder)
+    rec, description, _ = _common.run_probe(model, x, target, seed, recorder=_Recorder)
     if not rec.rows:
         raise ValueError(
             f"model {type(model).__name__} called no weight layer (a module whose weight has "
@@ -1147,20 +1040,7 @@ def _check_band(band: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def _on_device(model: nn.Module, x: torch.Tensor, device: Any) -> torch.Tensor:
-    """Move ``x`` to ``device`` (if given) and check that the model lives there too."""
-    if device is None:
-        return x
-    dev = resolve_device(device)
-    for name, p in model.named_parameters():
-        if p.device.type != dev.type:
-            raise ValueError(
-                f"device={str(dev)!r} but parameter {name!r} of the model is on {p.device}; "
-                "move the model first (model.to(device))"
-            )
-    return x.to(dev)
-
-
+@register_check("model_variance", perturb_parameters=False, verified=False)
 def check_model_variance(
     model: nn.Module,
     x: torch.Tensor,
@@ -1212,10 +1092,10 @@ def check_model_variance(
         when a ratio leaves the band or a reference moment is 0 or not finite.
     """
     __tracebackhide__ = True
-    _check_model_and_input(model, x)
+    _common.check_model_and_input(model, x)
     lo, hi = _check_band(band)
     seed = check_int("seed", seed, min_value=0)
-    x = _on_device(model, x, device)
+    x = _common.on_device(model, x, device)
     profile = variance_profile(model, x, target=target, seed=seed)
     name = "check_model_variance"
     reproduce = _call(

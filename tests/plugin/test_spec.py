@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 
 import pytest
@@ -17,6 +16,7 @@ from netprops.spec import (
     PROPERTIES,
     ModuleSpec,
     default_reference,
+    perturb_constant_parameters_,
     pop_registry,
     push_registry,
     registered_specs,
@@ -319,7 +319,7 @@ def test_default_reference_of_dropout_is_the_identity_and_others_have_none():
 
 def test_expectation_equal_without_a_reference_says_how_to_give_one(registry):
     s = declare(properties=("expectation_equal",))
-    with pytest.raises(ValueError, match="pass reference=lambda module, x"):
+    with pytest.raises(ValueError, match=r"in netprops\.spec: reference=lambda module, x"):
         s.check("expectation_equal")
 
 
@@ -365,12 +365,13 @@ def test_masks_independent_through_a_spec(registry):
 
 
 # --------------------------------------------------------------------------- the table
-def test_every_property_names_an_existing_check():
-    for prop in PROPERTIES.values():
-        module, _, function = prop.check.rpartition(".")
-        check = getattr(importlib.import_module(f"netprops.checks.{module}"), function)
-        assert callable(check)
-        assert function == f"check_{prop.name}"
+def test_every_property_is_a_public_check_registered_where_it_is_defined():
+    assert len(PROPERTIES) >= 11
+    for name, prop in PROPERTIES.items():
+        assert prop.property == name
+        assert prop.name == f"check_{name}"
+        assert getattr(netprops.checks, prop.name) is prop.function
+        assert prop.summary and prop.summary != prop.name  # first docstring line
 
 
 def mlp():
@@ -425,3 +426,142 @@ def test_unknown_option_keys_fail_at_declaration(registry):
         declare(properties=("gradcheck",), options={"gradcheck": {"bogus": 1}})
     s = declare(properties=("drop_rate",), options={"drop_rate": {"p": 0.2, "n": 1000}})
     assert dict(s.options["drop_rate"]) == {"p": 0.2, "n": 1000}
+
+
+# --------------------------------------------------------------------------- trained-looking parameters
+def test_perturb_constant_parameters_replaces_only_constant_tensors(device):
+    with netprops.seeded_global_rng(0):
+        model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.BatchNorm1d(6)).to(device)
+    with torch.no_grad():
+        model[0].bias.zero_()
+    linear_weight = model[0].weight.detach().clone()
+    changed = perturb_constant_parameters_(model, seed=3)
+    assert changed == [
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "2.weight",
+        "2.bias",
+        "2.running_mean",
+        "2.running_var",
+    ]
+    assert torch.equal(model[0].weight, linear_weight)  # drawn at random already: kept
+    for ones in (model[1].weight, model[2].weight, model[2].running_var):
+        assert ones.min() >= 0.5 and ones.max() <= 1.5 and ones.unique().numel() == 6
+    for zeros in (model[0].bias, model[1].bias, model[2].running_mean):
+        assert zeros.abs().max() <= 0.5 and zeros.unique().numel() == 6
+    assert model[2].num_batches_tracked.item() == 0  # integer buffers are not statistics
+    again = nn.LayerNorm(6).to(device)
+    perturb_constant_parameters_(again, seed=3)
+    assert torch.equal(again.weight.cpu(), model[1].weight.cpu()) is False  # other position
+    twin = nn.LayerNorm(6).to(device)
+    perturb_constant_parameters_(twin, seed=3)
+    assert torch.equal(twin.weight, again.weight)  # a pure function of the seed
+
+
+def test_spec_cases_get_trained_looking_parameters_unless_kept(registry, device):
+    s = declare(
+        factory=lambda: nn.LayerNorm(3),
+        name="LN",
+        properties=("batch_independent", "symmetry_broken", "gradcheck"),
+        keep_init=("gradcheck",),
+    )
+    perturbed = s.build(device, seed=1, for_property="batch_independent")
+    assert not torch.equal(perturbed.weight, torch.ones(3, device=device))
+    assert not torch.equal(perturbed.bias, torch.zeros(3, device=device))
+    # checks about the initialization itself, and properties in keep_init, get it as built
+    for prop in ("symmetry_broken", "gradcheck"):
+        assert torch.equal(s.build(device, seed=1, for_property=prop).weight.cpu(), torch.ones(3))
+    assert torch.equal(s.build(device, seed=1).weight.cpu(), torch.ones(3))
+    assert s.perturbs("batch_independent") and not s.perturbs("gradcheck")
+    every = declare(factory=lambda: nn.LayerNorm(3), name="LN2", keep_init=True)
+    assert not every.perturbs("batch_independent")
+    with pytest.raises(ValueError, match="keep_init\\[0\\] must be one of 'batch_independent'"):
+        declare(factory=lambda: nn.LayerNorm(3), name="LN3", keep_init=("gradcheck",))
+
+
+class IgnoresAffine(nn.LayerNorm):
+    """A LayerNorm that never applies its weight and bias: invisible at ones and zeros."""
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, None, None, self.eps)
+
+
+def test_trained_looking_parameters_tell_a_layer_that_ignores_them_apart(registry, device):
+    """At ones and zeros a LayerNorm that ignores its affine equals a correct one; the
+    parameters every spec case gets make the two differ."""
+    good = declare(factory=lambda: nn.LayerNorm(3), name="Good")
+    bad = declare(factory=lambda: IgnoresAffine(3), name="Bad")
+    x = good.make_input(device, seed=0)
+    assert torch.equal(good.build(device)(x), bad.build(device)(x))
+    tuned_good = good.build(device, seed=0, for_property="batch_independent")
+    tuned_bad = bad.build(device, seed=0, for_property="batch_independent")
+    tuned_bad.load_state_dict(tuned_good.state_dict())
+    assert not torch.allclose(tuned_good(x), tuned_bad(x))
+
+
+# --------------------------------------------------------------------------- the registry
+def test_a_project_can_register_its_own_check_as_a_property(registry):
+    from netprops.checks.registry import _REGISTRY
+
+    @netprops.checks.register_check("unit_rows_test_only")
+    def check_unit_rows_test_only(module, x, *, seed=0, tol=1e-6):
+        """Rows of module(x) have unit norm."""
+        norms = module(x).norm(dim=-1)
+        if (norms - 1).abs().max() > tol:
+            netprops.checks.violation(
+                "check_unit_rows_test_only",
+                "a row is not a unit vector",
+                statistic=float((norms - 1).abs().max()),
+                bound=tol,
+                seed=seed,
+                reproduce="check_unit_rows_test_only(module, x)",
+            )
+        return netprops.checks.CheckResult("check_unit_rows_test_only", 0.0, tol, seed)
+
+    try:
+        assert "unit_rows_test_only" in PROPERTIES
+        good = declare(
+            factory=lambda: nn.Sequential(nn.Linear(3, 3), Normalize()),
+            name="Unit",
+            properties=("unit_rows_test_only",),
+            options={"unit_rows_test_only": {"tol": 1e-5}},
+        )
+        assert good.check("unit_rows_test_only").check == "check_unit_rows_test_only"
+        bad = declare(name="NotUnit", properties=("unit_rows_test_only",))
+        with pytest.raises(netprops.PropertyViolation, match="not a unit vector"):
+            bad.check("unit_rows_test_only")
+        with pytest.raises(ValueError, match="unknown key"):
+            declare(
+                name="Typo",
+                properties=("unit_rows_test_only",),
+                options={"unit_rows_test_only": {"tolerance": 1}},
+            )
+        with pytest.raises(ValueError, match="already registered by"):
+            netprops.checks.register_check("unit_rows_test_only")(lambda module, x, *, seed=0: None)
+    finally:
+        del _REGISTRY["unit_rows_test_only"]
+
+
+class Normalize(nn.Module):
+    def forward(self, x):
+        return x / x.norm(dim=-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "error", "match"),
+    [
+        ("Bad-Name", {}, ValueError, "property must be a lower-case identifier"),
+        ("ok_name", {"dtypes": torch.float64}, TypeError, "dtypes must be None or a non-empty"),
+        ("ok_name", {"devices": ("cuda", 1)}, TypeError, r"devices\[1\] must be str"),
+        ("ok_name", {"arguments": 3}, TypeError, "arguments must be callable"),
+    ],
+)
+def test_register_check_validates_its_arguments(name, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        netprops.checks.register_check(name, **kwargs)
+
+
+def test_get_check_lists_the_registered_names():
+    with pytest.raises(ValueError, match=r"property must be one of .*'normalized'"):
+        netprops.checks.get_check("normalised")

@@ -121,8 +121,8 @@ def test_mlp_block_training_mean_is_input_plus_eval_branch(device, p, hidden, ro
     x = randn((rows, 1), seed + 1, device, torch.float64)
     check_expectation_equal(
         block,
-        lambda t: t + reference.residual_branch(t),
         x,
+        reference=lambda t: t + reference.residual_branch(t),
         n_samples=1000,
         alpha=ALPHA / 4,
         seed=seed,

@@ -94,7 +94,7 @@ def test_dropout_mean_equals_input(device, p, rows, features, seed):
     x = randn((rows, features), seed, device, torch.float64)
     drop = ExactVarianceDropout(p)
     result = check_expectation_equal(
-        drop, lambda t: t, x, n_samples=MC_SAMPLES, alpha=MC_ALPHA, seed=seed
+        drop, x, reference=lambda t: t, n_samples=MC_SAMPLES, alpha=MC_ALPHA, seed=seed
     )
     assert result.details["variance"] == "exact"
     assert drop.training  # the check restores the mode it found
@@ -129,8 +129,8 @@ def test_dropconnect_linear_mean_equals_linear(
     x = randn((rows, in_f), seed + 1, device, torch.float64)
     result = check_expectation_equal(
         layer,
-        lambda t: F.linear(t, layer.weight, layer.bias),
         x,
+        reference=lambda t: F.linear(t, layer.weight, layer.bias),
         n_samples=MC_SAMPLES,
         alpha=MC_ALPHA,
         seed=seed,
@@ -154,8 +154,8 @@ def test_dropconnect_conv_mean_equals_conv(device, p, per_sample, c_in, c_out, k
     x = randn((1, c_in, k, k), seed + 1, device, torch.float64)
     check_expectation_equal(
         layer,
-        lambda t: F.conv2d(t, layer.weight, layer.bias),
         x,
+        reference=lambda t: F.conv2d(t, layer.weight, layer.bias),
         n_samples=MC_SAMPLES,
         alpha=MC_ALPHA,
         seed=seed,
@@ -209,7 +209,12 @@ def test_a_mask_shared_by_the_batch_is_caught(device, conv, p, seed):
 @example(p=0.0, seed=0)
 def test_dropout_drop_rate_and_rescale(device, p, seed):
     result = check_drop_rate(
-        Dropout(p), p, seed=seed, n=DROP_RATE_ENTRIES, alpha=ALPHA, device=device
+        Dropout(p),
+        torch.ones(1, device=device),
+        p=p,
+        seed=seed,
+        n=DROP_RATE_ENTRIES,
+        alpha=ALPHA,
     )
     low, high = result.bound
     assert low <= result.statistic <= high
@@ -231,7 +236,7 @@ def test_dropconnect_drop_rate_and_kept_weights(device, p, conv, per_sample, wid
         layer = _conv(width, 3, 3, p, per_sample, seed, device, torch.float32)
     else:
         layer = _linear(width, 5, p, per_sample, seed, device, torch.float32)
-    result = check_drop_rate(layer, p, seed=seed, n=DROP_RATE_ENTRIES, alpha=ALPHA)
+    result = check_drop_rate(layer, p=p, seed=seed, n=DROP_RATE_ENTRIES, alpha=ALPHA)
     assert result.details["source"] == "weight mask"
 
 

@@ -445,9 +445,9 @@ def _parity_probe(make_input):
         x = make_input(seed, device)
         if device == "cpu":
             return check_device_parity(
-                module, x, ("cpu", "cpu"), seed=seed, dtypes=(torch.float64, torch.float32)
+                module, x, devices=("cpu", "cpu"), seed=seed, dtypes=(torch.float64, torch.float32)
             )
-        return check_device_parity(module, x, ("cpu", device), seed=seed)
+        return check_device_parity(module, x, devices=("cpu", device), seed=seed)
 
     return Probe("check_device_parity", run)
 
@@ -475,13 +475,21 @@ def _mc_input(shape):
 def dropout_expectation(module, seed, device):
     x = _randn((2, 4), seed + 1, device, torch.float64)
     return check_expectation_equal(
-        module, lambda t: t, x, n_samples=1000, alpha=MC_ALPHA, seed=seed
+        module, x, reference=lambda t: t, n_samples=1000, alpha=MC_ALPHA, seed=seed
     )
 
 
 @_probe("check_drop_rate", statistical=True)
 def drop_rate(module, seed, device):
-    return check_drop_rate(module, P_DROP, seed=seed, n=20_000, alpha=ALPHA, device=device)
+    dtype = next(module.parameters(), torch.ones(())).dtype
+    return check_drop_rate(
+        module,
+        torch.ones(4, 8, device=device, dtype=dtype),
+        p=P_DROP,
+        seed=seed,
+        n=20_000,
+        alpha=ALPHA,
+    )
 
 
 @_probe("check_masks_independent", statistical=True)
@@ -504,8 +512,8 @@ def dropconnect_expectation(module, seed, device):
     x = _randn((1, module.in_features), seed + 1, device, torch.float64)
     return check_expectation_equal(
         module,
-        lambda t: F.linear(t, module.weight, module.bias),
         x,
+        reference=lambda t: F.linear(t, module.weight, module.bias),
         n_samples=1000,
         alpha=MC_ALPHA,
         seed=seed,
@@ -525,8 +533,8 @@ def residual_expectation(module, seed, device):
     x = _randn((4, 1), seed + 1, device, torch.float64)
     return check_expectation_equal(
         module,
-        lambda t: t + reference.residual_branch(t),
         x,
+        reference=lambda t: t + reference.residual_branch(t),
         n_samples=1000,
         alpha=MC_ALPHA,
         seed=seed,

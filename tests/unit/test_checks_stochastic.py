@@ -50,7 +50,7 @@ def _x(device, shape=(4, 16), seed=0):
 
 
 def test_torch_dropout_mean_equals_identity(device):
-    result = check_expectation_equal(nn.Dropout(0.3), lambda x: x, _x(device), seed=1)
+    result = check_expectation_equal(nn.Dropout(0.3), _x(device), reference=lambda x: x, seed=1)
     assert result.statistic <= result.bound
     assert result.details["variance"] == "sample"
     assert result.details["n_samples"] >= 2000  # power calculation for a 0.2σ shift over 64 outputs
@@ -59,7 +59,7 @@ def test_torch_dropout_mean_equals_identity(device):
 def test_dropout_without_rescale_is_caught(device):
     module = NoRescaleDropout(0.3, netprops.make_generator(0, device))
     with pytest.raises(netprops.PropertyViolation, match="check_expectation_equal") as info:
-        check_expectation_equal(module, lambda x: x, _x(device), seed=2)
+        check_expectation_equal(module, _x(device), reference=lambda x: x, seed=2)
     message = str(info.value)
     for part in (
         "statistic:",
@@ -74,7 +74,7 @@ def test_expectation_check_restores_mode_and_module_generator(device):
     gen = netprops.make_generator(5, device)
     module = NoRescaleDropout(0.0, gen).eval()
     state = gen.get_state()
-    check_expectation_equal(module, lambda x: x, _x(device), n_samples=50, seed=3)
+    check_expectation_equal(module, _x(device), reference=lambda x: x, n_samples=50, seed=3)
     assert module.training is False
     assert module.generator is gen
     assert torch.equal(gen.get_state(), state)
@@ -82,19 +82,19 @@ def test_expectation_check_restores_mode_and_module_generator(device):
 
 def test_expectation_check_is_replayable_from_its_seed(device):
     module = nn.Dropout(0.5)
-    a = check_expectation_equal(module, lambda x: x, _x(device), n_samples=200, seed=9)
-    b = check_expectation_equal(module, lambda x: x, _x(device), n_samples=200, seed=9)
+    a = check_expectation_equal(module, _x(device), reference=lambda x: x, n_samples=200, seed=9)
+    b = check_expectation_equal(module, _x(device), reference=lambda x: x, n_samples=200, seed=9)
     assert a.statistic == b.statistic
 
 
 def test_deterministic_outputs_must_match_exactly(device):
     with pytest.raises(netprops.PropertyViolation, match="zero variance"):
-        check_expectation_equal(nn.Identity(), lambda x: x + 1, _x(device), n_samples=10)
+        check_expectation_equal(nn.Identity(), _x(device), reference=lambda x: x + 1, n_samples=10)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
 def test_torch_dropout_drop_rate(device, p):
-    result = check_drop_rate(nn.Dropout(p), p, seed=4, device=device)
+    result = check_drop_rate(nn.Dropout(p), torch.ones(4, 8, device=device), p=p, seed=4)
     low, high = result.bound
     assert low <= result.statistic <= high
 
@@ -102,13 +102,13 @@ def test_torch_dropout_drop_rate(device, p):
 def test_keep_probability_convention_is_caught(device):
     module = KeepPDropout(0.2, netprops.make_generator(0, device))
     with pytest.raises(netprops.PropertyViolation, match="entries dropped"):
-        check_drop_rate(module, 0.2, seed=0, device=device)
+        check_drop_rate(module, torch.ones(4, 8, device=device), p=0.2, seed=0)
 
 
 def test_missing_rescale_is_caught_by_drop_rate(device):
     module = NoRescaleDropout(0.5, netprops.make_generator(0, device))
     with pytest.raises(netprops.PropertyViolation, match="not rescaled"):
-        check_drop_rate(module, 0.5, seed=0, device=device)
+        check_drop_rate(module, torch.ones(4, 8, device=device), p=0.5, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -121,27 +121,47 @@ def test_missing_rescale_is_caught_by_drop_rate(device):
 )
 def test_expectation_validation(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
-        check_expectation_equal(nn.Dropout(0.5), lambda x: x, torch.ones(2, 2), **kwargs)
+        check_expectation_equal(nn.Dropout(0.5), torch.ones(2, 2), reference=lambda x: x, **kwargs)
 
 
 def test_expectation_rejects_integer_input_and_non_callable_reference():
     with pytest.raises(TypeError, match="x must be a floating-point tensor"):
-        check_expectation_equal(nn.Dropout(0.5), lambda x: x, torch.ones(2, 2, dtype=torch.long))
+        check_expectation_equal(
+            nn.Dropout(0.5), torch.ones(2, 2, dtype=torch.long), reference=lambda x: x
+        )
     with pytest.raises(TypeError, match="reference must be callable"):
-        check_expectation_equal(nn.Dropout(0.5), 3, torch.ones(2, 2))
+        check_expectation_equal(nn.Dropout(0.5), torch.ones(2, 2), reference=3)
 
 
 def test_drop_rate_validation():
     with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\), got 1.0"):
-        check_drop_rate(nn.Dropout(0.5), 1.0)
+        check_drop_rate(nn.Dropout(0.5), p=1.0)
     with pytest.raises(TypeError, match="module must be Module"):
-        check_drop_rate(lambda x: x, 0.5)
+        check_drop_rate(lambda x: x, p=0.5)
+    with pytest.raises(ValueError, match="p is needed: Identity has no attribute `p`"):
+        check_drop_rate(nn.Identity())
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        check_drop_rate(nn.Dropout(0.5), torch.ones(2, dtype=torch.long))
+
+
+def test_drop_rate_reads_p_and_device_from_the_module_and_x(device):
+    x = torch.zeros(3, device=device, dtype=torch.float64)
+    result = check_drop_rate(nn.Dropout(0.25), x, seed=1, n=4000)
+    assert result.details["expected"] == 1000.0  # p = module.p
+    assert result.statistic == pytest.approx(1000, abs=200)
+
+
+def test_expectation_derives_the_reference_from_the_module(device):
+    layer = nn.Dropout(0.3)
+    assert check_expectation_equal(layer, _x(device), seed=1).statistic >= 0
+    with pytest.raises(ValueError, match="reference is needed for Tanh"):
+        check_expectation_equal(nn.Tanh(), _x(device))
 
 
 def test_rarely_dropped_outputs_do_not_fail_the_sample_variance_path(device):
     """An output kept in all N draws has sample variance 0; that proves nothing and is left out."""
     result = check_expectation_equal(
-        nn.Dropout(0.001), lambda x: x, torch.ones(4, 16, device=device), seed=0
+        nn.Dropout(0.001), torch.ones(4, 16), reference=lambda x: x, seed=0
     )
     assert result.details["constant_in_every_draw"] > 0
     assert result.statistic <= result.bound
@@ -153,7 +173,10 @@ def test_shared_mask_rows_are_not_summed_as_independent(device):
     ).to(device)
     x = _x(device, (6, 8))
     result = check_expectation_equal(
-        layer, lambda t: torch.nn.functional.linear(t, layer.weight, layer.bias), x, n_samples=300
+        layer,
+        x,
+        reference=lambda t: torch.nn.functional.linear(t, layer.weight, layer.bias),
+        n_samples=300,
     )
     assert result.details["sum_z2_outputs"] == 5  # one row: the rows share the mask
     per_example = netprops.layers.DropConnectLinear(
@@ -161,8 +184,8 @@ def test_shared_mask_rows_are_not_summed_as_independent(device):
     ).to(device)
     result = check_expectation_equal(
         per_example,
-        lambda t: torch.nn.functional.linear(t, per_example.weight, per_example.bias),
         x,
+        reference=lambda t: torch.nn.functional.linear(t, per_example.weight, per_example.bias),
         n_samples=300,
     )
     assert result.details["sum_z2_outputs"] == 30

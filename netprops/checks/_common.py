@@ -1,0 +1,284 @@
+"""Helpers shared by the check modules (private: one place for each rule).
+
+Argument validation of a check's subject and input, the state a check must
+restore (training flags, module-held generators, buffers), the probe loss and
+backward pass that several checks share, and the tolerance-scaled comparison of
+an output with its reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from numbers import Real
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..devices import resolve_device
+from ..errors import check_float_tensor, check_min_dims, check_type
+from ..seeding import make_generator, seeded_global_rng
+from ..tolerances import Tolerance, tolerance
+
+
+def module_generators(module: nn.Module) -> list[tuple[nn.Module, str, torch.Generator]]:
+    """Every ``torch.Generator`` held as an attribute by ``module`` or its submodules."""
+    found = []
+    for sub in module.modules():
+        for name, value in vars(sub).items():
+            if isinstance(value, torch.Generator):
+                found.append((sub, name, value))
+    return found
+
+
+@contextmanager
+def preserved_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Restore the ``training`` flag of every submodule on exit."""
+    modes = [(sub, sub.training) for sub in module.modules()]
+    try:
+        yield module
+    finally:
+        for sub, mode in modes:
+            sub.training = mode
+
+
+@contextmanager
+def seeded_module(module: nn.Module, seed: int, device: torch.device) -> Iterator[nn.Module]:
+    """Make every draw of ``module`` inside the block a pure function of ``seed``.
+
+    Module-held generators are re-seeded from ``seed`` (their object and state are
+    restored afterwards); draws from torch's global RNG (e.g. ``nn.Dropout``) are
+    seeded through ``fork_rng``, so the caller's RNG state is untouched too.
+    """
+    from ..seeding import derive_seed, seeded_global_rng
+
+    held = module_generators(module)
+    saved = [(sub, name, gen, gen.get_state()) for sub, name, gen in held]
+    try:
+        for index, (_sub, _name, gen) in enumerate(held):
+            gen.manual_seed(derive_seed(seed, "module-generator", index))
+        devices = (device,) if device.type == "cuda" else ()
+        with seeded_global_rng(seed, devices):
+            yield module
+    finally:
+        for sub, name, gen, state in saved:
+            setattr(sub, name, gen)
+            gen.set_state(state)
+
+
+def check_module(module: Any) -> nn.Module:
+    return check_type("module", module, nn.Module)
+
+
+def check_batch_input(x: Any, min_batch: int = 1) -> torch.Tensor:
+    check_float_tensor("x", x)
+    check_min_dims("x", x, 2)
+    if x.shape[0] < min_batch:
+        raise ValueError(
+            f"x must be batch-first with at least {min_batch} rows (dim 0), "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def describe(x: torch.Tensor) -> str:
+    return f"{str(x.dtype).replace('torch.', '')} {tuple(x.shape)} on {x.device}"
+
+
+def reproduce(check: str, **kwargs: Any) -> str:
+    args = "".join(f", {key}={value!r}" for key, value in kwargs.items())
+    return f"netprops.checks.{check}(module, x{args})"
+
+
+@contextmanager
+def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global RNG for the block (for nn.Dropout & co.) and restore it after."""
+    with seeded_global_rng(seed, (device,) if device.type == "cuda" else ()):
+        yield
+
+
+def output(result: Any, what: str) -> torch.Tensor:
+    if not isinstance(result, torch.Tensor):
+        raise TypeError(
+            f"the module must return a torch.Tensor, got {type(result).__name__} ({what})"
+        )
+    return result
+
+
+def looser(*dtypes: torch.dtype) -> Tolerance:
+    """The loosest tolerance among ``dtypes`` (the comparison is as good as its worst side)."""
+    tols = [tolerance(d) for d in dtypes]
+    return Tolerance(rtol=max(t.rtol for t in tols), atol=max(t.atol for t in tols))
+
+
+def scale(t: torch.Tensor) -> float:
+    """RMS of the finite entries of ``t`` (1 when there are none or all are 0): atol's unit."""
+    values = t.detach().double()
+    values = values[torch.isfinite(values)]
+    if values.numel() == 0:
+        return 1.0
+    rms = float(values.square().mean().sqrt())
+    return rms if rms > 0 else 1.0
+
+
+def normalized_error(
+    actual: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor
+) -> torch.Tensor:
+    """Elementwise ``|actual − expected| / bound`` in float64.
+
+    Equal values (NaN with NaN, inf with the same inf) score 0; a NaN
+    on one side only, or any difference where the bound is 0, scores inf.
+    """
+    a = actual.detach().double()
+    e = expected.detach().double().to(a.device)
+    bound = torch.as_tensor(bound, dtype=torch.float64, device=a.device)
+    same = (a == e) | (torch.isnan(a) & torch.isnan(e))
+    ratio = (a - e).abs() / bound
+    ratio = torch.where(same, torch.zeros_like(ratio), ratio)
+    return ratio.nan_to_num(nan=math.inf, posinf=math.inf)
+
+
+def worst(ratio: torch.Tensor) -> tuple[float, tuple[int, ...]]:
+    """Largest entry of ``ratio`` and its index (0.0 and () for an empty tensor)."""
+    if ratio.numel() == 0:
+        return 0.0, ()
+    values = ratio.reshape(-1)
+    flat = int(values.argmax())
+    index = []
+    for size in reversed(ratio.shape):
+        flat, rest = divmod(flat, size)
+        index.append(rest)
+    return float(values.max()), tuple(reversed(index))
+
+
+def is_dropout_like(sub: nn.Module) -> bool:
+    """A leaf module with a probability attribute ``p``, or one exposing a mask."""
+    if len(sub._modules) > 0:
+        return False
+    p = getattr(sub, "p", None)
+    if isinstance(p, Real) and not isinstance(p, bool) and 0 <= p <= 1:
+        return True
+    return hasattr(sub, "last_mask") or hasattr(sub, "sample_mask")
+
+
+def is_weight_layer(module: nn.Module) -> bool:
+    """A module whose ``weight`` is a materialized tensor with >= 2 dims (Linear, ConvNd, ...)."""
+    weight = getattr(module, "weight", None)
+    return (
+        isinstance(weight, torch.Tensor)
+        and not isinstance(weight, nn.parameter.UninitializedParameter)
+        and weight.dim() >= 2
+    )
+
+
+def probe_loss(output: Any, target: torch.Tensor | None, seed: int) -> tuple[torch.Tensor, str]:
+    """The loss whose gradients the profile and the symmetry check measure (computed in float64)."""
+    if not (isinstance(output, torch.Tensor) and output.is_floating_point()):
+        raise TypeError(
+            "the model's output must be a floating-point torch.Tensor, got "
+            f"{type(output).__name__}; wrap the model so that it returns one tensor"
+        )
+    out = output.to(torch.float64)
+    if target is None:
+        generator = make_generator(seed, output.device)
+        if output.dim() == 2:
+            classes = output.shape[1]
+            y = torch.randint(
+                0, classes, (output.shape[0],), generator=generator, device=output.device
+            )
+            return (
+                F.cross_entropy(out, y, reduction="sum"),
+                f"cross-entropy (sum) on random targets in [0, {classes})",
+            )
+        noise = torch.randn(
+            out.shape, generator=generator, device=output.device, dtype=torch.float64
+        )
+        return (out * noise).sum(), "sum(output · N(0, 1) noise)"
+    check_type("target", target, torch.Tensor)
+    target = target.to(output.device)
+    if target.is_floating_point():
+        if target.shape != output.shape:
+            raise ValueError(
+                f"a floating-point target must have the output's shape {tuple(output.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        return 0.5 * (out - target.to(torch.float64)).square().sum(), "½·Σ(output − target)²"
+    if output.dim() < 2 or target.shape != output.shape[:1] + output.shape[2:]:
+        raise ValueError(
+            f"an integer (class index) target must have shape (N, *) = "
+            f"{tuple(output.shape[:1] + output.shape[2:])} for output {tuple(output.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    return F.cross_entropy(out, target.long(), reduction="sum"), "cross-entropy (sum) on target"
+
+
+@contextmanager
+def model_untouched(model: nn.Module) -> Iterator[None]:
+    """Restore the model's buffers (e.g. BatchNorm running statistics) after the block."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def check_model_and_input(model: Any, x: Any) -> torch.Tensor:
+    check_type("model", model, nn.Module)
+    check_type("x", x, torch.Tensor)
+    return x
+
+
+def run_probe(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    seed: int,
+    recorder: Callable[[nn.Module], Any],
+    grad_params: Sequence[torch.Tensor] = (),
+) -> tuple[Any, str, tuple[torch.Tensor | None, ...]]:
+    """Forward ``x`` (seeded global RNG for dropout-like layers) and back-propagate the probe loss.
+
+    Returns the recorder (hooks already removed), the loss description and the
+    gradients of ``grad_params`` (model parameters; None for frozen or unused
+    ones). Nothing in the model changes: gradients are
+    taken with ``torch.autograd.grad`` (no ``.grad`` is written) and buffers are
+    restored.
+    """
+    rec = recorder(model)
+    try:
+        # seeded_module: module-held generators (DropConnect) too, restored afterwards
+        with model_untouched(model), seeded_module(model, seed, x.device), torch.enable_grad():
+            leaf = x.detach().requires_grad_(x.is_floating_point())
+            output = model(leaf.clone() if x.is_floating_point() else leaf)
+            loss, description = probe_loss(output, target, seed)
+            # x and every trainable parameter: all layer outputs lie on a path to one of them
+            inputs = ([leaf] if x.is_floating_point() else []) + [
+                p for p in model.parameters() if p.requires_grad
+            ]
+            grads: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
+            if loss.requires_grad and inputs:
+                grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+            rec.finish(output)
+    finally:
+        rec.remove()
+    by_id = {id(t): g for t, g in zip(inputs, grads, strict=True)}
+    return rec, description, tuple(by_id.get(id(p)) for p in grad_params)
+
+
+def on_device(model: nn.Module, x: torch.Tensor, device: Any) -> torch.Tensor:
+    """Move ``x`` to ``device`` (if given) and check that the model lives there too."""
+    if device is None:
+        return x
+    dev = resolve_device(device)
+    for name, p in model.named_parameters():
+        if p.device.type != dev.type:
+            raise ValueError(
+                f"device={str(dev)!r} but parameter {name!r} of the model is on {p.device}; "
+                "move the model first (model.to(device))"
+            )
+    return x.to(dev)
