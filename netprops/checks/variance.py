@@ -31,6 +31,7 @@ from torch import nn
 from ..devices import resolve_device
 from ..errors import (
     check_choice,
+    check_finite_float,
     check_int,
     check_positive_float,
     check_positive_int,
@@ -55,7 +56,7 @@ __all__ = [
     "variance_profile",
 ]
 
-DISTRIBUTIONS: tuple[str, ...] = ("normal", "uniform")
+DISTRIBUTIONS: tuple[str, ...] = ("normal", "uniform", "truncated_normal")
 """Weight laws :func:`check_init_distribution` tests."""
 
 VARIANCE_NONLINEARITIES: tuple[str, ...] = ("linear", "relu", "leaky_relu", "tanh", "sigmoid")
@@ -139,11 +140,18 @@ def _draw(
 
 # --------------------------------------------------------------------------- check_init_distribution
 def _min_elements_for_detection(alpha: float) -> int:
-    """Draws needed so the kurtosis rule misclassifies either law with probability <= alpha."""
+    """Draws needed before the law can be recognized (normal vs bounded) at level ``alpha``.
+
+    Sized by the kurtosis separation of the normal (3) and uniform (1.8) laws,
+    ``N >= 24·(z_alpha/0.6)²``: from that size on a uniform law is recognized as
+    bounded with certainty (``P(max|w| < σ√3·...) ~ 0.917^N``), and a truncated
+    normal that is not (truncation beyond ~2.6σ) differs from the normal law less
+    than the normal law's own tests can see (docs/methods.md §Initializers).
+    """
     z = float(stats.norm.isf(alpha))
     return max(
         math.ceil(_KURTOSIS_VAR[law] * (z / abs(_KURTOSIS[law] - _KURTOSIS_THRESHOLD)) ** 2)
-        for law in DISTRIBUTIONS
+        for law in ("normal", "uniform")
     )
 
 
@@ -167,31 +175,87 @@ def _squared_uniform_cgf(t: float) -> tuple[float, float]:
     return log_m, (ratio - 1) / (2 * t)
 
 
-def _squared_uniform_mean_band(n: int, alpha_side: float) -> tuple[float, float]:
+def _normal_mass(lo: float, hi: float) -> float:
+    """``P(lo <= Z <= hi)`` for Z ~ N(0, 1), without cancellation in either tail."""
+    if lo >= 0:
+        return float(special.ndtr(-lo) - special.ndtr(-hi))
+    if hi <= 0:
+        return float(special.ndtr(hi) - special.ndtr(lo))
+    return float(1.0 - special.ndtr(lo) - special.ndtr(-hi))
+
+
+def _phi_times(x: float) -> float:
+    """``x·φ(x)``, 0 at ±inf."""
+    return 0.0 if math.isinf(x) else x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def _squared_truncated_normal_cgf(lo: float, hi: float) -> Callable[[float], tuple[float, float]]:
+    """``t -> (K(t), K'(t))`` for ``Y = Z²``, Z ~ N(0, 1) truncated to ``[lo, hi]``, ``t < 1/2``.
+
+    ``E exp(tZ²) = (1 − 2t)^(−1/2)·P(lo·s <= Z <= hi·s)/P(lo <= Z <= hi)`` with
+    ``s = √(1 − 2t)`` (complete the square), so
+    ``K'(t) = 1/(1 − 2t) + (lo·φ(lo·s) − hi·φ(hi·s))/(s·P(lo·s <= Z <= hi·s))``.
+    """
+    log_mass = math.log(_normal_mass(lo, hi))
+
+    def cgf(t: float) -> tuple[float, float]:
+        s = math.sqrt(1 - 2 * t)
+        mass = _normal_mass(lo * s, hi * s)
+        value = -0.5 * math.log(1 - 2 * t) + math.log(mass) - log_mass
+        slope = 1 / (1 - 2 * t) + (_phi_times(lo * s) - _phi_times(hi * s)) / (s * s * mass)
+        return value, slope
+
+    return cgf
+
+
+def _chernoff_mean_band(
+    cgf: Callable[[float], tuple[float, float]], n: int, alpha_side: float, t_max: float
+) -> tuple[float, float]:
     """``(lo, hi)`` with ``P(Ȳ < lo) <= alpha_side`` and ``P(Ȳ > hi) <= alpha_side``.
 
-    ``Ȳ`` is the mean of ``n`` i.i.d. ``U²``, U ~ U(0, 1). The bounds are the
-    Chernoff ones, ``P(Ȳ >= x) <= exp(−n·I(x))`` with the rate
-    ``I(x) = sup_t (tx − K(t))``, solved for ``I(x) = log(1/alpha_side)/n`` along
-    the saddle point ``x = K'(t)``. They hold for every n (no normal
-    approximation: at n = 32 that one is 3.3× too thin in the upper tail) and are
-    about 6% wider than the normal quantiles at alpha_side = 1e-10 as n → ∞.
+    ``Ȳ`` is the mean of ``n`` i.i.d. copies of Y with ``cgf(t) = (K(t), K'(t))``
+    (defined for ``t < t_max``). The bounds are the Chernoff ones,
+    ``P(Ȳ >= x) <= exp(−n·I(x))`` with the rate ``I(x) = sup_t (tx − K(t))``,
+    solved for ``I(x) = log(1/alpha_side)/n`` along the saddle point ``x = K'(t)``.
+    They hold for every n (no normal approximation). Where the rate cannot reach
+    the target below ``t_max`` the upper end is ``inf`` (no upper test).
     """
     target = math.log(1 / alpha_side) / n
+
+    def t_of(u: float, sign: float) -> float:
+        if sign < 0:
+            return -math.exp(u)
+        if math.isinf(t_max):
+            return math.exp(u)
+        return -t_max * math.expm1(-math.exp(u))  # in (0, t_max), reaching it as u grows
+
+    # beyond u_max, t is t_max to double precision (finite t_max) or astronomically large
+    u_max = 60.0 if math.isinf(t_max) else math.log(25.0)
     band = []
     for sign in (-1.0, 1.0):
 
         def excess(u: float, sign: float = sign) -> float:
-            t = sign * math.exp(u)
-            log_m, mean = _squared_uniform_cgf(t)
-            return t * mean - log_m - target
+            value, slope = cgf(t_of(u, sign))
+            return t_of(u, sign) * slope - value - target
 
-        upper = 1.0
-        while excess(upper) < 0:
-            upper += 2.0
+        upper = min(1.0, u_max)
+        while excess(upper) < 0 and upper < u_max:
+            upper = min(upper + 2.0, u_max if sign > 0 else 60.0)
+        if excess(upper) < 0:
+            band.append(math.inf if sign > 0 else -math.inf)
+            continue
         u = optimize.brentq(excess, -30.0, upper, xtol=1e-13, rtol=1e-13)
-        band.append(_squared_uniform_cgf(sign * math.exp(u))[1])
+        band.append(cgf(t_of(u, sign))[1])
     return band[0], band[1]
+
+
+def _squared_uniform_mean_band(n: int, alpha_side: float) -> tuple[float, float]:
+    """Chernoff band of the mean of ``n`` i.i.d. ``U²``, U ~ U(0, 1) (see :func:`_chernoff_mean_band`).
+
+    At n = 32 the normal approximation is 3.3× too thin in the upper tail; these
+    bounds are about 6% wider than the normal quantiles at alpha_side = 1e-10 as n → ∞.
+    """
+    return _chernoff_mean_band(_squared_uniform_cgf, n, alpha_side, math.inf)
 
 
 def _round_down_to(value: float, dtype: torch.dtype) -> float:
@@ -209,30 +273,82 @@ def _max_atom_probability(pdf: Callable[[Any], Any], top: float, dtype: torch.dt
     return float(np.max(pdf(x) * spacing))
 
 
+def _check_truncation(truncation: Any) -> tuple[float, float]:
+    check_type("truncation", truncation, (tuple, list))
+    if len(truncation) != 2:
+        raise ValueError(f"truncation must be a pair (a, b), got {truncation!r}")
+    lo = check_finite_float("truncation[0]", truncation[0])
+    hi = check_finite_float("truncation[1]", truncation[1])
+    if not lo < 0 < hi:
+        raise ValueError(
+            f"truncation must satisfy a < 0 < b (the law is centred at 0), got {truncation!r}"
+        )
+    return lo, hi
+
+
+def _recognize_law(w: np.ndarray, alpha_law: float) -> tuple[str, tuple[float, float] | None, str]:
+    """The law of ``w`` from its shape alone (never from σ): normal, uniform or truncated normal.
+
+    * **bounded?** For N(0, σ²) draws, ``P(max|w| <= r·σ) = (2Φ(r) − 1)^N``. With
+      σ replaced by its χ² lower confidence bound, the weights are called bounded
+      when that probability is below ``alpha_law/2``: a normal law is called
+      bounded with probability <= alpha_law.
+    * **uniform or truncated normal?** For U(−b, b), ``max|w| <= b`` and
+      ``mean(w²) >= b²·y_lo`` (Chernoff), so ``max|w|/rms <= 1/√y_lo`` with
+      probability >= 1 − alpha_law/2; a truncated normal has a larger ratio
+      (2.27 at ±2σ against √3 = 1.73) and its truncation is estimated as ±max|w|.
+    """
+    n = w.size
+    max_abs = float(np.max(np.abs(w)))
+    sum_sq = float(np.sum(w * w))
+    a = alpha_law / 2
+    sigma_low = math.sqrt(sum_sq / float(stats.chi2.isf(a / 2, n)))
+    log_p_normal = n * float(np.log1p(-2 * stats.norm.sf(max_abs / sigma_low)))
+    if log_p_normal >= math.log(a / 2):
+        return "normal", None, "shape: max|w| as far out as a normal law's"
+    y_lo, _ = _squared_uniform_mean_band(n, a)
+    ratio = max_abs / math.sqrt(sum_sq / n)
+    if ratio <= 1 / math.sqrt(y_lo):
+        return "uniform", None, f"shape: bounded, max|w|/rms = {ratio:.4g} <= √3 (flat)"
+    return (
+        "truncated_normal",
+        (-max_abs, max_abs),
+        f"shape: bounded, max|w|/rms = {ratio:.4g} > √3: truncation estimated as ±max|w|",
+    )
+
+
 def check_init_distribution(
     init_fn: Callable[..., Any],
     shape: Sequence[int],
     *,
     expected_std: float,
     distribution: str | None = None,
+    truncation: tuple[float, float] | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     alpha: float = DEFAULT_ALPHA,
 ) -> CheckResult:
-    """Check that ``init_fn`` draws i.i.d. ``N(0, σ²)`` or ``U(-σ√3, σ√3)`` weights, σ = ``expected_std``.
+    """Check that ``init_fn`` draws i.i.d. weights of a normal, uniform or truncated normal law.
+
+    With σ = ``expected_std``: ``N(0, σ²)``, ``U(-σ√3, σ√3)``, or ``N(0, σ²)``
+    truncated to ``truncation = (a, b)`` (absolute bounds, as
+    ``torch.nn.init.trunc_normal_(w, std=σ, a=a, b=b)`` and timm's ``trunc_normal_``
+    take them; σ is the std of the normal *before* truncation, the weights' own
+    std is smaller and reported as ``details["law_std"]``).
 
     One tensor of ``shape`` (NaN-filled, so an initializer that does not fill it
     in place fails) is drawn with ``init_fn(w, generator=make_generator(seed, device))``
     and tested in float64:
 
-    * **law** — unless ``distribution`` forces it, the law is recognized from the
-      sample kurtosis ``k = mean(w⁴)/mean(w²)²`` (3 for the normal law, 1.8 for
-      the uniform): normal if ``k > 2.4``. The sample kurtosis is asymptotically
-      normal with variance 24/N (normal) and 1.32/N (uniform), so the rule errs
-      with probability <= alpha/4 once N is large enough (N >= 2,588 at
-      alpha = 1e-9); smaller shapes need ``distribution=``. The rule never looks
-      at σ, so a wrong scale is reported as a wrong scale, not as a wrong law.
+    * **law** — unless ``distribution`` (or ``truncation``) names it, the law is
+      recognized from the draw's shape, never from σ (so a wrong scale is
+      reported as a wrong scale, not as a wrong law): *normal* when ``max|w|``
+      lies as far out as N(0, σ²) draws reach; otherwise *uniform* when
+      ``max|w|/rms`` is at most √3 (to its Chernoff margin), else *truncated
+      normal* with the truncation estimated as ±max|w|. Each error has
+      probability <= alpha/8 (``details["law_from"]`` says why). This needs
+      N >= 2,588 draws at alpha = 1e-9; smaller shapes need ``distribution=``.
     * **normal** — ``Σw²/σ² ~ χ²_N`` exactly (two-sided), and a Kolmogorov–Smirnov
       test against ``N(0, σ²)``.
     * **uniform** — with ``b = σ√3``: ``max|w| <= b`` (up to 4 ulp of ``dtype``);
@@ -240,15 +356,20 @@ def check_init_distribution(
       0.1% too small fails at N ≈ 30,000; ``Σw²`` two-sided, with Chernoff
       bounds on the exact law of ``Σ(w/b)²`` (each term Beta(1/2, 1)), valid for
       every N; and a KS test against ``U(-b, b)``.
+    * **truncated normal** — every draw in ``[a, b]`` (4 ulp); ``max w`` and
+      ``min w`` reach as close to ``b`` and ``a`` as the exact law of the extremes
+      requires (``P(max w < t) = F(t)^N``: a bound at ±σ instead of ±2σ fails);
+      ``Σ(w/σ)²`` within Chernoff bounds from its exact moment generating function;
+      and a KS test against the truncated normal law.
 
-    In float16/bfloat16 the draws are rounded: the ``max|w| >= b·t`` test compares
-    with the largest ``dtype`` value <= ``b·t``; the KS bound is widened by the
+    In float16/bfloat16 the draws are rounded: the extreme-value tests compare
+    with the neighbouring ``dtype`` values; the KS bound is widened by the
     probability one rounding step holds (≈ pdf·spacing), and the KS test is
     skipped (``details["ks_skipped"]`` says why) when that exceeds the KS bound
     itself (e.g. bfloat16 at 4096 × 4096).
 
     The statistical tests share ``alpha`` equally (after the alpha/4 of the law
-    detection), so a correct initializer fails with probability <= alpha. On a
+    recognition), so a correct initializer fails with probability <= alpha. On a
     non-square shape a fan_in/fan_out swap, a wrong gain or a wrong uniform bound
     changes σ by a large factor and fails.
 
@@ -260,9 +381,13 @@ def check_init_distribution(
     shape : sequence of int
         At least 2 dimensions, each >= 1 (``(out, in, *kernel)``).
     expected_std : float
-        The standard deviation the initializer should have for this shape, > 0.
-    distribution : {"normal", "uniform"}, optional
-        Skip the detection and test this law.
+        σ (> 0): the std for this shape (of the normal before truncation, for a
+        truncated normal).
+    distribution : {"normal", "uniform", "truncated_normal"}, optional
+        Skip the recognition and test this law.
+    truncation : (float, float), optional
+        ``(a, b)`` with ``a < 0 < b``: the truncated normal's bounds (implies
+        ``distribution="truncated_normal"``).
     seed : int
         Seed of the draw (>= 0).
     device : str or torch.device
@@ -276,7 +401,7 @@ def check_init_distribution(
     -------
     CheckResult
         ``statistic`` = ``mean(w²)/σ²`` with its acceptance interval; ``details``
-        has the law, kurtosis, max|w|, the KS statistic and its bound.
+        has the law, why, kurtosis, max|w|, the KS statistic and its bound.
 
     Raises
     ------
@@ -284,8 +409,9 @@ def check_init_distribution(
         non-callable ``init_fn``, non-int dims or seed, non-float dtype.
     ValueError
         a shape with < 2 dims or a zero dim, ``expected_std <= 0``, unknown
-        ``distribution``, alpha outside (0, 1), or a shape too small to detect
-        the law without ``distribution=``.
+        ``distribution``, a truncated normal without ``truncation`` (or
+        ``truncation`` with another law), alpha outside (0, 1), or a shape too
+        small to recognize the law without ``distribution=``.
     PropertyViolation
         when the draw is not finite or a test rejects.
 
@@ -302,6 +428,20 @@ def check_init_distribution(
     sigma = check_positive_float("expected_std", expected_std)
     if distribution is not None:
         check_choice("distribution", distribution, DISTRIBUTIONS)
+    if truncation is not None:
+        truncation = _check_truncation(truncation)
+        if distribution not in (None, "truncated_normal"):
+            raise ValueError(
+                f"truncation is only used by distribution='truncated_normal', got "
+                f"distribution={distribution!r}"
+            )
+        distribution = "truncated_normal"
+    elif distribution == "truncated_normal":
+        raise ValueError(
+            "distribution='truncated_normal' needs truncation=(a, b), the absolute bounds "
+            "(e.g. truncation=(-2 * std, 2 * std) for torch.nn.init.trunc_normal_(w, std=std, "
+            "a=-2 * std, b=2 * std))"
+        )
     seed = check_int("seed", seed, min_value=0)
     dev = resolve_device(device)
     dtype = _check_float_dtype(dtype)
@@ -311,9 +451,9 @@ def check_init_distribution(
     alpha_law = 0.0 if distribution is not None else alpha / 4
     if distribution is None and n < _min_elements_for_detection(alpha_law):
         raise ValueError(
-            f"shape {shape} has {n} elements, too few to tell normal from uniform weights at "
+            f"shape {shape} has {n} elements, too few to recognize the weights' law at "
             f"alpha={alpha:g} (needs >= {_min_elements_for_detection(alpha_law)}); pass "
-            "distribution='normal' or distribution='uniform'"
+            "distribution='normal', 'uniform' or 'truncated_normal' (with truncation=(a, b))"
         )
 
     reproduce = _call(
@@ -322,6 +462,7 @@ def check_init_distribution(
         repr(shape),
         expected_std=sigma,
         **({"distribution": distribution} if distribution is not None else {}),
+        **({"truncation": truncation} if truncation is not None else {}),
         seed=seed,
         device=str(dev),
         **({"dtype": dtype} if dtype != torch.float32 else {}),
@@ -351,79 +492,26 @@ def check_init_distribution(
             **report,
         )
     kurtosis = float(np.mean(w**4)) / m2**2
-    law = distribution or ("normal" if kurtosis > _KURTOSIS_THRESHOLD else "uniform")
+    if distribution is None:
+        law, truncation, why = _recognize_law(w, alpha_law)
+    else:
+        law, why = distribution, "argument"
     ratio = m2 / sigma**2
     details: dict[str, Any] = {
         "distribution": law,
-        "law_from": "argument" if distribution else "kurtosis (> 2.4 means normal)",
+        "law_from": why,
         "n": n,
         "kurtosis": round(kurtosis, 4),
         "max_abs": float(np.max(np.abs(w))),
     }
     alpha_tests = alpha - alpha_law
-
-    if law == "normal":
-        a = alpha_tests / 2
-        lo, hi = chi2_interval(n, a)
-        ms_bound = (lo / n, hi / n)
-        if not lo <= ratio * n <= hi:
-            violation(
-                name,
-                f"mean(w²)/σ² = {ratio:.6g}: the weights' variance is {ratio:.4g}× the expected "
-                f"σ² = {sigma**2:.6g} (Σw²/σ² ~ χ²_{n} for N(0, σ²) weights)",
-                statistic=ratio,
-                bound=ms_bound,
-                details=details,
-                **report,
-            )
-        cdf = stats.norm(0.0, sigma).cdf
-    else:
-        b = math.sqrt(3.0) * sigma
-        a = alpha_tests / 3
-        details["bound_b"] = b
-        max_ratio = details["max_abs"] / b
-        slack = 4 * torch.finfo(dtype).eps
-        # P(max|w| < b·t) = t^N for the continuous draw; rounding to dtype is monotone,
-        # so the rounded maximum is >= the largest dtype value <= b·t.
-        t_lo = _round_down_to(b * a ** (1.0 / n), dtype) / b
-        if max_ratio > 1 + slack:
-            violation(
-                name,
-                f"max|w| = {details['max_abs']:.6g} exceeds the uniform bound b = σ√3 = {b:.6g}",
-                statistic=details["max_abs"],
-                bound=b,
-                details=details,
-                **report,
-            )
-        y_lo, y_hi = _squared_uniform_mean_band(n, a / 2)  # mean((w/b)²) = ratio/3
-        ms_bound = (3 * y_lo, 3 * y_hi)
-        if not ms_bound[0] <= ratio <= ms_bound[1]:
-            violation(
-                name,
-                f"mean(w²)/σ² = {ratio:.6g} for U(-b, b) weights, b = {b:.6g} "
-                f"(E w² = b²/3, Var w² = 4b⁴/45)",
-                statistic=ratio,
-                bound=ms_bound,
-                details=details,
-                **report,
-            )
-        if max_ratio < t_lo:
-            violation(
-                name,
-                f"max|w|/b = {max_ratio:.6g} is too small: the draws stop short of the bound "
-                f"b = {b:.6g} (P(max|w|/b < t) = t^N)",
-                statistic=max_ratio,
-                bound=(t_lo, 1.0),
-                details=details,
-                **report,
-            )
-        cdf = stats.uniform(-b, 2 * b).cdf
+    test = {"normal": _normal_tests, "uniform": _uniform_tests}.get(law, _truncated_normal_tests)
+    ms_bound, law_cdf, law_pdf, pdf_top, a = test(
+        w, sigma, truncation, dtype, alpha_tests, details, name, report
+    )
 
     ks_bound = float(stats.kstwo.isf(a, n))
-    if law == "normal":
-        atom = _max_atom_probability(stats.norm(0.0, sigma).pdf, 4 * sigma, dtype)
-    else:
-        atom = _max_atom_probability(lambda x: np.full_like(x, 0.5 / b), b, dtype)
+    atom = _max_atom_probability(law_pdf, pdf_top, dtype)
     details["ks_bound"] = ks_bound
     if atom > ks_bound:
         # KS assumes a continuous law: the rounded draws put mass ~atom on single values.
@@ -438,13 +526,13 @@ def check_init_distribution(
         ks_bound += atom
         details["ks_bound"] = ks_bound
         details["ks_rounding_allowance"] = atom
-        ks = stats.kstest(w, cdf)
+        ks = stats.kstest(w, law_cdf)
         details["ks_statistic"] = float(ks.statistic)
         if ks.statistic > ks_bound:
             violation(
                 name,
-                f"Kolmogorov–Smirnov distance D = {ks.statistic:.4g} from the {law} law with "
-                f"std {sigma:.6g} (p = {ks.pvalue:.3g})",
+                f"Kolmogorov–Smirnov distance D = {ks.statistic:.4g} from the "
+                f"{law.replace('_', ' ')} law with std {sigma:.6g} (p = {ks.pvalue:.3g})",
                 statistic=float(ks.statistic),
                 bound=ks_bound,
                 details=details,
@@ -459,6 +547,163 @@ def check_init_distribution(
         details=details,
         reproduce=reproduce,
     )
+
+
+_LawTests = tuple[tuple[float, float], Callable[[Any], Any], Callable[[Any], Any], float, float]
+
+
+def _normal_tests(
+    w: np.ndarray,
+    sigma: float,
+    truncation: Any,
+    dtype: torch.dtype,
+    alpha: float,
+    details: dict[str, Any],
+    name: str,
+    report: dict[str, Any],
+) -> _LawTests:
+    """Σw²/σ² ~ χ²_N (half of ``alpha``); returns the band, the law for KS and KS's level."""
+    __tracebackhide__ = True
+    n = w.size
+    ratio = float(np.mean(w**2)) / sigma**2
+    a = alpha / 2
+    lo, hi = chi2_interval(n, a)
+    if not lo <= ratio * n <= hi:
+        violation(
+            name,
+            f"mean(w²)/σ² = {ratio:.6g}: the weights' variance is {ratio:.4g}× the expected "
+            f"σ² = {sigma**2:.6g} (Σw²/σ² ~ χ²_{n} for N(0, σ²) weights)",
+            statistic=ratio,
+            bound=(lo / n, hi / n),
+            details=details,
+            **report,
+        )
+    law = stats.norm(0.0, sigma)
+    return (lo / n, hi / n), law.cdf, law.pdf, 4 * sigma, a
+
+
+def _uniform_tests(
+    w: np.ndarray,
+    sigma: float,
+    truncation: Any,
+    dtype: torch.dtype,
+    alpha: float,
+    details: dict[str, Any],
+    name: str,
+    report: dict[str, Any],
+) -> _LawTests:
+    """The bound, the reach of max|w| and the Σw² band (a third of ``alpha`` each with KS)."""
+    __tracebackhide__ = True
+    n = w.size
+    ratio = float(np.mean(w**2)) / sigma**2
+    b = math.sqrt(3.0) * sigma
+    a = alpha / 3
+    details["bound_b"] = b
+    max_ratio = details["max_abs"] / b
+    slack = 4 * torch.finfo(dtype).eps
+    # P(max|w| < b·t) = t^N for the continuous draw; rounding to dtype is monotone,
+    # so the rounded maximum is >= the largest dtype value <= b·t.
+    t_lo = _round_down_to(b * a ** (1.0 / n), dtype) / b
+    if max_ratio > 1 + slack:
+        violation(
+            name,
+            f"max|w| = {details['max_abs']:.6g} exceeds the uniform bound b = σ√3 = {b:.6g}",
+            statistic=details["max_abs"],
+            bound=b,
+            details=details,
+            **report,
+        )
+    y_lo, y_hi = _squared_uniform_mean_band(n, a / 2)  # mean((w/b)²) = ratio/3
+    ms_bound = (3 * y_lo, 3 * y_hi)
+    if not ms_bound[0] <= ratio <= ms_bound[1]:
+        violation(
+            name,
+            f"mean(w²)/σ² = {ratio:.6g} for U(-b, b) weights, b = {b:.6g} "
+            f"(E w² = b²/3, Var w² = 4b⁴/45)",
+            statistic=ratio,
+            bound=ms_bound,
+            details=details,
+            **report,
+        )
+    if max_ratio < t_lo:
+        violation(
+            name,
+            f"max|w|/b = {max_ratio:.6g} is too small: the draws stop short of the bound "
+            f"b = {b:.6g} (P(max|w|/b < t) = t^N)",
+            statistic=max_ratio,
+            bound=(t_lo, 1.0),
+            details=details,
+            **report,
+        )
+    law = stats.uniform(-b, 2 * b)
+    return ms_bound, law.cdf, lambda x: np.full_like(x, 0.5 / b), b, a
+
+
+def _truncated_normal_tests(
+    w: np.ndarray,
+    sigma: float,
+    truncation: tuple[float, float],
+    dtype: torch.dtype,
+    alpha: float,
+    details: dict[str, Any],
+    name: str,
+    report: dict[str, Any],
+) -> _LawTests:
+    """Support, the reach of the extremes and the Σ(w/σ)² band (a third of ``alpha`` each)."""
+    __tracebackhide__ = True
+    n = w.size
+    ratio = float(np.mean(w**2)) / sigma**2
+    lo_b, hi_b = truncation
+    alpha_lo, alpha_hi = lo_b / sigma, hi_b / sigma
+    law = stats.truncnorm(alpha_lo, alpha_hi, loc=0.0, scale=sigma)
+    a = alpha / 3
+    details |= {
+        "truncation": (lo_b, hi_b),
+        "truncation_in_std": (round(alpha_lo, 4), round(alpha_hi, 4)),
+        "law_std": float(law.std()),
+    }
+    w_min, w_max = float(np.min(w)), float(np.max(w))
+    slack = 4 * torch.finfo(dtype).eps
+    if w_max > hi_b + slack * abs(hi_b) or w_min < lo_b - slack * abs(lo_b):
+        outside = w_max if w_max > hi_b else w_min
+        violation(
+            name,
+            f"a weight {outside:.6g} lies outside the truncation [{lo_b:.6g}, {hi_b:.6g}]",
+            statistic=outside,
+            bound=(lo_b, hi_b),
+            details=details,
+            **report,
+        )
+    # P(max w < t) = F(t)^N exactly: each extreme gets a/2. Rounding to dtype is monotone.
+    reach = (a / 2) ** (1.0 / n)
+    q_hi, q_lo = float(law.ppf(reach)), float(law.isf(reach))
+    t_hi = _round_down_to(q_hi, dtype) if q_hi > 0 else q_hi
+    t_lo = -_round_down_to(-q_lo, dtype) if q_lo < 0 else q_lo
+    if w_max < t_hi or w_min > t_lo:
+        side, value, bound = ("max", w_max, hi_b) if w_max < t_hi else ("min", w_min, lo_b)
+        violation(
+            name,
+            f"{side} w = {value:.6g} stops short of the truncation bound {bound:.6g} "
+            f"(the {side} of {n} draws of the truncated normal reaches beyond "
+            f"{t_hi if side == 'max' else t_lo:.6g} with probability 1 − {a / 2:.3g})",
+            statistic=value,
+            bound=(float(t_hi), hi_b) if side == "max" else (lo_b, float(t_lo)),
+            details=details,
+            **report,
+        )
+    cgf = _squared_truncated_normal_cgf(alpha_lo, alpha_hi)
+    ms_bound = _chernoff_mean_band(cgf, n, a / 2, 0.5)
+    if not ms_bound[0] <= ratio <= ms_bound[1]:
+        violation(
+            name,
+            f"mean(w²)/σ² = {ratio:.6g} for N(0, σ²) truncated to [{lo_b:.6g}, {hi_b:.6g}], "
+            f"σ = {sigma:.6g} (E w²/σ² = {cgf(0.0)[1]:.6g})",
+            statistic=ratio,
+            bound=ms_bound,
+            details=details,
+            **report,
+        )
+    return ms_bound, law.cdf, law.pdf, min(max(abs(lo_b), hi_b), 4 * sigma), a
 
 
 # --------------------------------------------------------------------------- check_variance_preserved

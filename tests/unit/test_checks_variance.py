@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy import special, stats
+from scipy import integrate, special, stats
 from torch import nn
 
 import netprops
@@ -263,6 +263,95 @@ def test_a_uniform_law_with_the_right_variance_is_not_normal(device):
     assert d == pytest.approx(distance, abs=6 / math.sqrt(math.prod(SHAPE)))
 
 
+def trunc_normal(std, a, b):
+    """``torch.nn.init.trunc_normal_`` with the ``init_fn(w, generator=g)`` signature."""
+
+    def init_fn(w, generator=None):
+        return nn.init.trunc_normal_(w, std=std, a=a, b=b, generator=generator)
+
+    return init_fn
+
+
+TN_STD = 0.02
+
+
+@pytest.mark.parametrize("c", [1.0, 2.0, 3.0])
+def test_a_truncated_normal_is_recognized_not_misread_as_uniform(device, c):
+    init_fn = trunc_normal(TN_STD, -c * TN_STD, c * TN_STD)
+    result = check_init_distribution(init_fn, SHAPE, expected_std=TN_STD, device=device)
+    assert result.details["distribution"] == "truncated_normal"
+    assert result.details["truncation_in_std"][1] == pytest.approx(c, rel=1e-2)
+    declared = check_init_distribution(
+        init_fn, SHAPE, expected_std=TN_STD, truncation=(-c * TN_STD, c * TN_STD), device=device
+    )
+    assert declared.details["law_std"] == pytest.approx(stats.truncnorm(-c, c, scale=TN_STD).std())
+
+
+def test_timms_absolute_bounds_are_a_normal_law_in_practice(device):
+    # trunc_normal_(std=0.02, a=-2, b=2) truncates at ±100σ: nothing is ever cut off
+    init_fn = trunc_normal(TN_STD, -2.0, 2.0)
+    auto = check_init_distribution(init_fn, SHAPE, expected_std=TN_STD, device=device)
+    assert auto.details["distribution"] == "normal"
+    declared = check_init_distribution(
+        init_fn, SHAPE, expected_std=TN_STD, truncation=(-2.0, 2.0), device=device
+    )
+    assert declared.details["truncation_in_std"] == (-100.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("init_fn", "pattern"),
+    [
+        (trunc_normal(TN_STD, -TN_STD, TN_STD), "stops short of the truncation bound"),
+        (trunc_normal(TN_STD / 2, -2 * TN_STD, 2 * TN_STD), "stops short|mean\\(w²\\)"),
+        (trunc_normal(TN_STD, -3 * TN_STD, 3 * TN_STD), "outside the truncation"),
+        (trunc_normal(1.3 * TN_STD, -2 * TN_STD, 2 * TN_STD), "mean\\(w²\\)|Kolmogorov"),
+    ],
+    ids=["bound-1σ", "std-halved", "bound-3σ", "std-1.3x"],
+)
+def test_a_truncated_normal_with_the_wrong_bound_or_std_fails(device, init_fn, pattern):
+    with pytest.raises(netprops.PropertyViolation, match=pattern):
+        check_init_distribution(
+            init_fn,
+            SHAPE,
+            expected_std=TN_STD,
+            truncation=(-2 * TN_STD, 2 * TN_STD),
+            device=device,
+        )
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(-2.0, 2.0), (-1.0, 3.0), (-0.5, 0.5), (-50.0, 50.0)])
+def test_squared_truncated_normal_cgf_matches_quadrature(lo, hi):
+    cgf = variance_module._squared_truncated_normal_cgf(lo, hi)
+    law = stats.truncnorm(lo, hi)
+    assert cgf(0.0)[1] == pytest.approx(law.moment(2), rel=1e-9)
+    mass = stats.norm.cdf(hi) - stats.norm.cdf(lo)
+    for t in (-3.0, -0.4, 0.2, 0.45):
+        value, slope = cgf(t)
+        # E exp(tZ²) = ∫ exp(−(1 − 2t)z²/2)/√(2π) dz / mass over [lo, hi]
+        density = lambda z, t=t, k=0: z**k * np.exp(-(1 - 2 * t) * z * z / 2)  # noqa: E731
+        m = integrate.quad(density, lo, hi, points=[0.0])[0] / math.sqrt(2 * math.pi) / mass
+        m1 = integrate.quad(density, lo, hi, args=(t, 2), points=[0.0])[0]
+        m1 /= math.sqrt(2 * math.pi) * mass
+        assert value == pytest.approx(math.log(m), rel=1e-7, abs=1e-10)
+        assert slope == pytest.approx(m1 / m, rel=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"distribution": "truncated_normal"}, ValueError, "needs truncation=\\(a, b\\)"),
+        ({"distribution": "normal", "truncation": (-1, 1)}, ValueError, "only used by"),
+        ({"truncation": (0.0, 1.0)}, ValueError, "a < 0 < b"),
+        ({"truncation": (-1.0,)}, ValueError, "must be a pair"),
+        ({"truncation": (-1.0, math.inf)}, ValueError, "truncation\\[1\\]"),
+        ({"truncation": "wide"}, TypeError, "truncation must be"),
+    ],
+)
+def test_truncation_arguments_are_validated(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        check_init_distribution(ni.he_normal_, SHAPE, expected_std=HE_STD, **kwargs)
+
+
 def test_violation_message_has_statistic_bound_seed_and_a_working_reproduction(device):
     def init_fn(w, generator):
         return ni.he_normal_(w, mode="fan_out", generator=generator)
@@ -347,7 +436,11 @@ def test_fan_modes_are_told_apart_on_any_non_square_shape(device, fan_in, swap_w
         ({"shape": (16, 0)}, ValueError, r"shape\[1\] must be an int >= 1"),
         ({"shape": 16}, TypeError, "shape must be"),
         ({"expected_std": 0.0}, ValueError, "expected_std must be a finite number > 0"),
-        ({"distribution": "laplace"}, ValueError, "'normal', 'uniform'; got 'laplace'"),
+        (
+            {"distribution": "laplace"},
+            ValueError,
+            "'normal', 'uniform', 'truncated_normal'; got 'laplace'",
+        ),
         ({"alpha": 0.0}, ValueError, "alpha must be a probability in"),
         ({"seed": -1}, ValueError, "seed must be an int >= 0"),
         ({"device": "tpu"}, ValueError, "device must be one of"),
