@@ -5,6 +5,7 @@ Every bound in netprops comes from here, so a formula is written once.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -62,7 +63,11 @@ def binom_interval(n: int, p: float, alpha: float = DEFAULT_ALPHA) -> tuple[int,
     """Two-sided acceptance interval [lo, hi] for a Bin(n, p) count at level ``alpha``."""
     n = check_positive_int("n", n)
     p = check_probability("p", p, allow_one=True)
-    alpha = _alpha(alpha)
+    return _binom_interval(n, p, _alpha(alpha))
+
+
+@functools.lru_cache(maxsize=1024)
+def _binom_interval(n: int, p: float, alpha: float) -> tuple[int, int]:
     return int(stats.binom.ppf(alpha / 2, n, p)), int(stats.binom.isf(alpha / 2, n, p))
 
 

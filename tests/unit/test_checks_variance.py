@@ -576,10 +576,46 @@ def test_depth_band_matches_the_exact_log_chi2_moments(nonlinearity, width):
     # O(1/n²) relative in the variance (≈ 12/n³ and −17/n² for ReLU)
     assert abs(mean - exact_mean) <= 20 / width**3
     assert abs(var / exact_var - 1) <= 25 / width**2
-    # METHODS.md §1 keeps the leading terms: −5/(2n), 5/n (ReLU) and −1/n, 2/n (linear)
+    # docs/methods.md keeps the leading terms: −5/(2n), 5/n (ReLU) and −1/n, 2/n (linear)
     lead_mean, lead_var = {"relu": (-5 / 2, 5), "linear": (-1, 2)}[nonlinearity]
     assert abs(lead_mean / width - exact_mean) > abs(mean - exact_mean)
     assert abs(lead_var / width - exact_var) > abs(var - exact_var)
+
+
+@pytest.mark.parametrize("nonlinearity", ["linear", "relu"])
+@pytest.mark.parametrize("width", [16, 256])
+def test_exact_depth_law_has_the_exact_per_layer_moments(nonlinearity, width):
+    gain = math.sqrt(2) if nonlinearity == "relu" else 1.0
+    cgf, t_min = variance_module._log_norm_ratio_cgf(nonlinearity, gain, width)
+    exact_mean, exact_var = _exact_log_ratio_moments(nonlinearity, width)
+    c = 0.5 if nonlinearity == "relu" else 1.0
+    # K'(0) = E log(σ²χ²_k) = log(gain²·c) + E log(‖f(z)‖²/(c·n)); K''(0) by a central difference
+    assert cgf(0.0)[1] == pytest.approx(math.log(gain**2 * c) + exact_mean, abs=1e-12)
+    h = 1e-4
+    second = (cgf(h)[1] - cgf(-h)[1]) / (2 * h)
+    assert second == pytest.approx(exact_var, rel=1e-6)
+    assert t_min == (-width / 2 if nonlinearity == "linear" else -0.5)
+
+
+def test_depth_band_holds_its_level_under_the_exact_law():
+    # ReLU at width 16, depth 4, 4 networks, level 2e-3: simulate the statistic from its exact
+    # law (per layer log((2/16)·χ²_k), k ~ Bin(16, ½)) and count how often it leaves the band
+    width, depth, nets, alpha = 16, 4, 4, 2e-3
+    band, _, law = variance_module._depth_band("relu", 0.0, math.sqrt(2), width, depth, nets, alpha)
+    assert law.startswith("exact")
+    rng = np.random.default_rng(0)
+    runs = 400_000
+    k = rng.binomial(width, 0.5, size=(runs, depth * nets))
+    with np.errstate(divide="ignore"):  # k = 0: a dead layer, −inf (the width rule's share)
+        ratio = np.log((2 / width) * rng.chisquare(np.maximum(k, 1)) * (k > 0))
+    y = ratio.reshape(runs, depth, nets).sum(axis=1).mean(axis=1)
+    outside = int(np.sum((y < band[0]) | (y > band[1])))
+    dead = depth * nets * 2.0**-width  # counted outside too
+    assert outside <= stats.binom.isf(1e-6, runs, alpha + dead), (outside, runs * alpha)
+    # not vacuous: at most 1.6× the spread of the simulated quantiles (Chernoff's price for the
+    # heavy left tail at this width; the normal approximation's band leaves 4.4·alpha/2 below)
+    q_lo, q_hi = np.quantile(y[np.isfinite(y)], [alpha / 2, 1 - alpha / 2])
+    assert band[1] - band[0] <= 1.6 * (q_hi - q_lo)
 
 
 # ---------------------------------------------------------------- tanh: the mean-field prediction
