@@ -1031,3 +1031,72 @@ def test_model_variance_skips_the_gradient_band_when_no_gradient_reaches_it():
     tokens = torch.randint(0, 100, (4, 5), generator=netprops.make_generator(0))
     result = check_model_variance(model, tokens)
     assert result.details["gradient_band"].startswith("skipped: no gradient reaches")
+
+
+def _band_of(result, layer_name):
+    """The (low, high) band of a layer's forward ratio, from details["ratios"]."""
+    for line in result.details["ratios"]:
+        if line.startswith(f"{layer_name} pre-activation"):
+            low, high = line.rsplit("[", 1)[1].rstrip("]").split(", ")
+            return float(low), float(high)
+    raise KeyError(layer_name)
+
+
+def test_model_variance_bands_follow_width_depth_batch_and_alpha(device):
+    def he(widths):
+        return _mlp(device, init="he", widths=widths)
+
+    x = torch.randn(64, 32, generator=netprops.make_generator(0, device), device=device)
+    narrow = check_model_variance(he((32, 64, 64, 64, 10)), x)
+    wide = check_model_variance(he((32, 512, 512, 512, 10)), x)
+    # log half-width ∝ 1/√width for the hidden layers ('4' is the third hidden layer)
+    hi_n = _band_of(narrow, "4")[1]
+    hi_w = _band_of(wide, "4")[1]
+    assert math.log(hi_w) < 0.5 * math.log(hi_n)
+    # deeper layers get wider bands (more fluctuation accumulated)
+    assert _band_of(wide, "4")[1] > _band_of(wide, "2")[1]
+    # a looser alpha gives narrower bands
+    loose = check_model_variance(he((32, 512, 512, 512, 10)), x, alpha=1e-2)
+    assert _band_of(loose, "4")[1] < hi_w
+    # the first layer against the input: a batch of independent examples narrows the band
+    one = check_model_variance(he((32, 512, 512, 512, 10)), x[:1])
+    assert _band_of(wide, "0")[1] < _band_of(one, "0")[1]
+    assert wide.details["effective_batch"] > 10 * one.details["effective_batch"]
+    assert wide.alpha == 1e-9 and loose.alpha == 1e-2
+
+
+@pytest.mark.parametrize(
+    ("layer", "factor", "pattern"),
+    [
+        (0, 10.0, "'0' pre-activation .* vs the input"),
+        (-1, 30.0, "'6' pre-activation .* first layer"),
+    ],
+    ids=["first-layer-vs-input", "output-layer"],
+)
+def test_model_variance_compares_the_first_and_the_output_layer(device, layer, factor, pattern):
+    model = _mlp(device, init="he", widths=(128, 256, 256, 256, 10))
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        linears[layer].weight.mul_(factor)  # ×100 (first) or ×900 (output) in E[z²]
+    x = torch.randn(64, 128, generator=netprops.make_generator(0, device), device=device)
+    with pytest.raises(netprops.PropertyViolation, match=pattern):
+        check_model_variance(model, x)
+
+
+def test_model_variance_states_alpha_only_for_derived_bands_and_is_a_heuristic(device):
+    model = _mlp(device, init="he", widths=(32, 64, 64, 10))
+    x = torch.randn(16, 32, generator=netprops.make_generator(0, device), device=device)
+    assert check_model_variance(model, x, band=(0.01, 100.0)).alpha == 0.0
+    derived = check_model_variance(model, x, alpha=1e-6)
+    assert derived.alpha == 1e-6
+    assert derived.details["alpha_holds_for"].startswith("plain stacks")
+    assert netprops.checks.get_check("model_variance").verified is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [({"gain_allowance": 0.5}, "gain_allowance must be a number >= 1"), ({"alpha": 0.0}, "alpha")],
+)
+def test_model_variance_rejects_bad_levels(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        check_model_variance(nn.Linear(2, 2, device="meta"), torch.ones(1, 2), **kwargs)
