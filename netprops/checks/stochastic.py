@@ -225,7 +225,7 @@ class _Draws:
     whether a third value came (``multi``), ``Σ(y − μ)``, ``Σ(y − μ)²``, min and
     max. Per draw: ``T = Σ_i (y_i − μ_i)²/v_i`` (reported variances) and, for
     the second half, the projection on the direction the first half points to.
-    Memory is O(m + N) whatever N is.
+    Draws arrive in blocks (rows), each within one half; memory is O(block·m + N).
     """
 
     def __init__(self, expected: torch.Tensor, n: int) -> None:
@@ -244,36 +244,41 @@ class _Draws:
         self.half_sum = zeros.clone()
         self.half_sum_sq = zeros.clone()
         self.direction: torch.Tensor | None = None
-        self.projections: list[float] = []
-        self.variance_sums: list[float] = []
+        self.projections: list[torch.Tensor] = []
+        self.variance_sums: list[torch.Tensor] = []
         self.finite = True
         self.dtype: torch.dtype = torch.float64
 
-    def add(self, y: torch.Tensor, index: int, reported: torch.Tensor | None) -> None:
-        if index == 0:
-            self.first = y.clone()
-        else:
-            new = ~(y == self.first) & torch.isnan(self.other)
-            self.other = torch.where(new, y, self.other)
-            is_other = y == self.other
-            self.multi |= ~((y == self.first) | is_other)
-            self.count_other += is_other
-        self.finite &= bool(torch.isfinite(y).all())
-        d = y - self.expected
-        self.sum += d
-        self.sum_sq += d * d
-        self.low = torch.minimum(self.low, y)
-        self.high = torch.maximum(self.high, y)
+    def add_block(self, ys: torch.Tensor, start: int, reported: torch.Tensor | None) -> None:
+        """Rows ``ys`` (draws ``start, start + 1, ...``, all in the same half)."""
+        if start == 0:
+            self.first = ys[0].clone()
+        is_first = ys == self.first
+        differs = ~is_first
+        # the first value that differs from the first draw's, for outputs without one yet
+        row = differs.to(torch.uint8).argmax(dim=0, keepdim=True)
+        candidate = ys.gather(0, row).squeeze(0)
+        new = torch.isnan(self.other) & differs.any(dim=0)
+        self.other = torch.where(new, candidate, self.other)
+        is_other = ys == self.other
+        self.multi |= (~(is_first | is_other)).any(dim=0)
+        self.count_other += is_other.sum(dim=0)
+        self.finite &= bool(torch.isfinite(ys).all())
+        d = ys - self.expected
+        self.sum += d.sum(dim=0)
+        self.sum_sq += (d * d).sum(dim=0)
+        self.low = torch.minimum(self.low, ys.min(dim=0).values)
+        self.high = torch.maximum(self.high, ys.max(dim=0).values)
         if reported is not None:
             positive = reported > 0
-            self.variance_sums.append(float((d[positive] ** 2 / reported[positive]).sum()))
-        if index < self.n_first:
-            self.half_sum += d
-            self.half_sum_sq += d * d
+            self.variance_sums.append((d[:, positive] ** 2 / reported[positive]).sum(dim=1))
+        if start < self.n_first:
+            self.half_sum += d.sum(dim=0)
+            self.half_sum_sq += (d * d).sum(dim=0)
         else:
             if self.direction is None:
                 self.direction = self._direction(reported)
-            self.projections.append(float((self.direction * d).sum()))
+            self.projections.append(d @ self.direction)
 
     def _direction(self, reported: torch.Tensor | None) -> torch.Tensor:
         """``w_i = d̄_i / v_i`` from the first half (v: reported, else the mean of (y − μ)²)."""
@@ -282,6 +287,10 @@ class _Draws:
         var = reported if reported is not None else self.half_sum_sq / n
         w = torch.where(var > 0, mean / torch.where(var > 0, var, 1.0), 0.0)
         return w.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+#: Draws processed together (rows × outputs at most about this many values).
+_BLOCK_VALUES = 2**18
 
 
 def _draw_outputs(
@@ -293,19 +302,25 @@ def _draw_outputs(
     seed: int,
 ) -> _Draws:
     draws = _Draws(expected, n)
+    rows = max(1, min(256, _BLOCK_VALUES // max(expected.numel(), 1)))
+    block: list[torch.Tensor] = []
+    start = 0
     with _common.seeded_module(module, seed, x.device):
         for index in range(n):
             out = module(x)
             if not isinstance(out, torch.Tensor):
                 raise TypeError(f"stochastic must return a tensor, got {type(out).__name__}")
-            y = out.detach().double().flatten()
-            if y.numel() != expected.numel():
+            if out.numel() != expected.numel():
                 raise ValueError(
-                    f"stochastic output has {y.numel()} elements but reference has "
+                    f"stochastic output has {out.numel()} elements but reference has "
                     f"{expected.numel()}"
                 )
             draws.dtype = out.dtype
-            draws.add(y, index, reported)
+            block.append(out.detach().flatten())
+            if len(block) == rows or index + 1 in (draws.n_first, n):
+                draws.add_block(torch.stack(block).double(), start, reported)
+                start = index + 1
+                block = []
     return draws
 
 
@@ -436,7 +451,7 @@ def _expectation_tests(
             )
 
     # ---- spread: projections of the second half on the first half's direction
-    s = torch.tensor(draws.projections, dtype=torch.float64)
+    s = torch.cat(draws.projections) if draws.projections else torch.zeros(0, dtype=torch.float64)
     if s.numel() >= 1 and bool((s != 0).any()):
         n_b = s.numel()
         s_mean = float(s.mean())
@@ -466,7 +481,7 @@ def _expectation_tests(
     # ---- the reported variance: T = Σ (y − μ)²/v has mean m_v per draw
     m_v = int((reported > 0).sum()) if reported is not None else 0
     if m_v:
-        t = torch.tensor(draws.variance_sums, dtype=torch.float64)
+        t = torch.cat(draws.variance_sums)
         t_mean, t_max = t.mean().view(1), t.max().view(1)
         expectation = torch.full_like(t_mean, float(m_v))
         # T >= 0 and T <= max T: E T² <= max T · m_v bounds both tails
