@@ -1,6 +1,6 @@
 """Variance propagation at initialization: weight draws, one-step and depth tests, profiles.
 
-Four public entry points (METHODS.md §1):
+Four public entry points (docs/methods.md §Initializers, §Variance preservation, §Model variance):
 
 * :func:`check_init_distribution` — draws one weight tensor and tests its law
   exactly: ``Σw²/σ² ~ χ²_N`` for normal weights; ``max|w|`` against the bound
@@ -737,7 +737,7 @@ def _log_ratio_moments(
     ``E log(S̄/c) = −v/(2nc²) + μ3/(3n²c³) − 3v²/(4n²c⁴)`` and
     ``Var log(S̄/c) = v/(nc²) − μ3/(n²c³) + 5v²/(2n²c⁴)``. For f linear these are
     the expansions of the exact ``ψ(n/2) + log(2/n)`` and ``ψ'(n/2)``; ReLU gives
-    ``−5/(2n) − 4.08/n²`` and ``5/n + 18.5/n²`` (METHODS.md §1 keeps the 1/n terms).
+    ``−5/(2n) − 4.08/n²`` and ``5/n + 18.5/n²`` (docs/methods.md §Variance preservation keeps the 1/n terms).
     """
     a = {"linear": 1.0, "relu": 0.0, "leaky_relu": negative_slope}[nonlinearity]
     # E[f(Z)^(2k)] = (1 + a^(2k))/2 · (2k − 1)!!
@@ -894,7 +894,7 @@ def check_variance_preserved(
     leaky_relu      √(2/(1+a²)) preserves E[z²] exactly
     tanh            5/3         keeps E[z²] at a non-zero fixed point (≈ 1.18);
                                 with Glorot's gain 1 (pass ``gain=1``) E[z²]
-                                decays like ~1/(2L) instead (METHODS.md §1)
+                                decays like ~1/(2L) instead (docs/methods.md §Variance preservation)
     sigmoid         1           torch's convention; nothing is preserved
     ==============  ==========  =================================================
 

@@ -1,4 +1,4 @@
-"""Variance preservation at initialization (METHODS.md §1), on drawn widths, depths and seeds.
+"""Variance preservation at initialization (docs/methods.md §Variance preservation), on drawn widths, depths and seeds.
 
 Xavier keeps E[z²] through linear layers and, with tanh's gain 5/3, near the
 mean-field fixed point; He keeps it through ReLU / leaky ReLU; plain N(0, 1) or

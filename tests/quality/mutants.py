@@ -189,7 +189,7 @@ class SwappedMomentumBatchNorm(BatchNorm1d):
 
 # =========================================================================== Dropout
 class ExactVarianceDropout(Dropout):
-    """Our Dropout plus the exact variance of its training output x²·p/(1−p) (METHODS §3);
+    """Our Dropout plus the exact variance of its training output x²·p/(1−p) (docs/methods.md §Monte Carlo checks);
     the correct twin of the Dropout mutants (they inherit the correct formula)."""
 
     def output_variance(self, x):

@@ -2,7 +2,7 @@
 
 Initializers under test come from both netprops.init and torch.nn.init (with
 ``generator=``). Expected statistics are computed here from the formulas of
-METHODS.md §1 (σ_actual²/σ*², exact digamma moments, a mean-field quadrature),
+docs/methods.md §Initializers and §Variance preservation (σ_actual²/σ*², exact digamma moments, a mean-field quadrature),
 never copied from a run of the check.
 """
 
