@@ -267,8 +267,8 @@ class _Draws:
         d = ys - self.expected
         self.sum += d.sum(dim=0)
         self.sum_sq += (d * d).sum(dim=0)
-        self.low = torch.minimum(self.low, ys.min(dim=0).values)
-        self.high = torch.maximum(self.high, ys.max(dim=0).values)
+        self.low = torch.minimum(self.low, ys.amin(dim=0))
+        self.high = torch.maximum(self.high, ys.amax(dim=0))
         if reported is not None:
             positive = reported > 0
             self.variance_sums.append((d[:, positive] ** 2 / reported[positive]).sum(dim=1))
