@@ -305,8 +305,10 @@ def test_model_variance_false_failure_rate(device):
         model = NetworkInitializer("relu", "he", sizes).build(make_generator(seed, device))
         return model, randn((8, 16), seed + 1, device)
 
-    result = calibrate(check_model_variance, make, runs=CALIBRATION_RUNS, alpha=CALIBRATION_ALPHA)
-    assert result.failures <= MAX_REJECTIONS, str(result)
+    # each run is a forward and backward pass: fewer runs at a looser level
+    runs, level = 40, 0.2
+    result = calibrate(check_model_variance, make, runs=runs, alpha=level)
+    assert result.failures <= stats.binom.isf(ALPHA, runs, level), str(result)
 
 
 register_seeded(test_model_variance_false_failure_rate, 1)
