@@ -3,6 +3,8 @@
 Run from the repository root::
 
     PYTHONPATH=.:tests python -m quality.calibration_table --runs 10000 --power-runs 200
+    PYTHONPATH=.:tests python -m quality.calibration_table --sweep-runs 200 \\
+        --skip-calibration --skip-power
 
 Every statistical check runs on correct subjects at a loosened level (``--alpha``,
 default 1e-2), ``--runs`` seeds each: the measured rate with its 95 % exact
@@ -445,6 +447,100 @@ POWER: list[Case] = [
 ]
 
 
+def _no_rescale(module: nn.Module) -> nn.Module:
+    """``module`` with its 1/(1 − p) undone in training."""
+
+    class NoRescale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+            self.p = module.p
+
+        def forward(self, x):
+            return self.inner(x) * (1 - self.p) if self.training else x
+
+    return NoRescale()
+
+
+SWEEP_SHAPES = {"Dropout2d": (8, 16, 4, 4), "Dropout1d": (8, 16, 10), "path": (16, 32)}
+
+#: issue #12's sweep: shared draws at the default alpha (correct ones must pass every seed)
+SWEEP: list[Case] = [
+    Case(
+        "expectation: torch Dropout2d p=0.3",
+        check_expectation_equal,
+        _module(lambda s: nn.Dropout2d(0.3), SWEEP_SHAPES["Dropout2d"]),
+        {},
+    ),
+    Case(
+        "expectation: torch Dropout1d p=0.3",
+        check_expectation_equal,
+        _module(lambda s: nn.Dropout1d(0.3), SWEEP_SHAPES["Dropout1d"]),
+        {},
+    ),
+    Case(
+        "expectation: drop-path p=0.2",
+        check_expectation_equal,
+        _module(lambda s: DropPath(0.2, make_generator(s)), SWEEP_SHAPES["path"]),
+        {},
+    ),
+    Case(
+        "expectation: per-sample DropConnectLinear(32, 24, p=0.3)",
+        check_expectation_equal,
+        lambda s: (
+            DropConnectLinear(32, 24, p=0.3, per_sample=True, generator=make_generator(s)),
+            _x(SWEEP_SHAPES["path"], s),
+        ),
+        {},
+    ),
+    Case(
+        "drop_rate: torch Dropout2d p=0.3",
+        check_drop_rate,
+        _module(lambda s: nn.Dropout2d(0.3), SWEEP_SHAPES["Dropout2d"]),
+        {},
+    ),
+    Case(
+        "drop_rate: torch Dropout1d p=0.3",
+        check_drop_rate,
+        _module(lambda s: nn.Dropout1d(0.3), SWEEP_SHAPES["Dropout1d"]),
+        {},
+    ),
+    Case(
+        "drop_rate: drop-path p=0.2",
+        check_drop_rate,
+        _module(lambda s: DropPath(0.2, make_generator(s)), SWEEP_SHAPES["path"]),
+        {},
+    ),
+    Case(
+        "expectation: Dropout2d without rescale",
+        check_expectation_equal,
+        _module(lambda s: _no_rescale(nn.Dropout2d(0.3)), SWEEP_SHAPES["Dropout2d"]),
+        {},
+    ),
+    Case(
+        "expectation: Dropout1d without rescale",
+        check_expectation_equal,
+        _module(lambda s: _no_rescale(nn.Dropout1d(0.3)), SWEEP_SHAPES["Dropout1d"]),
+        {},
+    ),
+    Case(
+        "expectation: drop-path without rescale",
+        check_expectation_equal,
+        _module(lambda s: NoRescaleDropPath(0.2, make_generator(s)), SWEEP_SHAPES["path"]),
+        {},
+    ),
+    Case(
+        "expectation: per-sample DropConnect without rescale",
+        check_expectation_equal,
+        lambda s: (
+            NoRescaleDropConnect(32, 24, p=0.3, per_sample=True, generator=make_generator(s)),
+            _x(SWEEP_SHAPES["path"], s),
+        ),
+        {},
+    ),
+]
+
+
 class _ScaledExactDropout(ExactVarianceDropout):
     """Our exact-variance dropout, ``factor`` times too small in training."""
 
@@ -474,6 +570,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--skip-power", action="store_true")
     parser.add_argument("--skip-calibration", action="store_true")
+    parser.add_argument("--sweep-runs", type=int, default=0, help="seeds of the shared-draw sweep")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -481,6 +578,11 @@ def main(argv: list[str] | None = None) -> None:
         return [c for c in cases if not args.only or any(o in c.name for o in args.only)]
 
     header = "| case | runs | rejections | rate | 95 % interval | time |\n|---|---|---|---|---|---|"
+    if args.sweep_runs:
+        print(f"Shared draws at the default alpha = {DEFAULT_ALPHA:g}\n\n{header}")
+        for case in chosen(SWEEP):
+            print(_row(case, args.sweep_runs, DEFAULT_ALPHA), flush=True)
+        print()
     if not args.skip_calibration:
         print(f"False failures of correct subjects at alpha = {args.alpha:g}\n\n{header}")
         for case in chosen(CALIBRATION):

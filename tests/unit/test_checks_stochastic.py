@@ -538,3 +538,17 @@ def test_binomial_pvalue_matches_scipy_at_a_point_null():
     # a composite null takes its most favourable point; π = 0 with a count > 0 gives 0
     assert binom_two_sided_pvalue(np.array([10]), 20, np.array([0.3]), np.array([0.6]))[0] == 1.0
     assert binom_two_sided_pvalue(np.array([1]), 20, np.array([0.0]), np.array([0.0]))[0] == 0.0
+
+
+@pytest.mark.parametrize("cls", [nn.AlphaDropout, nn.FeatureAlphaDropout])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_alpha_dropout_has_a_derived_mean_and_no_drop_rate(device, cls, dtype):
+    # E[y | x] = a·(1 − p)·x for torch's affine alpha dropout, not x
+    module = cls(0.2)
+    x = _x(device, (8, 6, 3)).to(dtype)
+    result = check_expectation_equal(module, x, seed=1)
+    assert result.details["two_valued"] + result.details["constant_in_every_draw"] == x.numel()
+    with pytest.raises(netprops.PropertyViolation):
+        check_expectation_equal(module, x, reference=lambda t: t, seed=1)
+    with pytest.raises(ValueError, match="does not apply to"):
+        check_drop_rate(module, x)
