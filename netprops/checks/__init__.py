@@ -9,6 +9,10 @@ the seed and a one-line reproduction when it does not."""
 from __future__ import annotations
 
 from ..errors import PropertyViolation
+from .calibration import (
+    Calibration,
+    calibrate,
+)
 from .contract import (
     ModuleSnapshot,
     check_train_eval_contract,
@@ -70,6 +74,7 @@ from .variance import (
 __all__ = [
     "DEFAULT_ALPHA",
     "DISTRIBUTIONS",
+    "Calibration",
     "VARIANCE_NONLINEARITIES",
     "CheckCall",
     "CheckResult",
@@ -80,6 +85,7 @@ __all__ = [
     "RegisteredCheck",
     "VarianceProfile",
     "binom_interval",
+    "calibrate",
     "check_batch_independent",
     "check_device_parity",
     "check_drop_rate",
