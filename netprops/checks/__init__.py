@@ -74,8 +74,8 @@ from .variance import (
 __all__ = [
     "DEFAULT_ALPHA",
     "DISTRIBUTIONS",
-    "Calibration",
     "VARIANCE_NONLINEARITIES",
+    "Calibration",
     "CheckCall",
     "CheckResult",
     "CheckSkipped",
