@@ -460,7 +460,7 @@ def _expectation_tests(
             )
 
     # ---- spread: projections of the second half on the first half's direction
-    s = torch.cat(draws.projections) if draws.projections else torch.zeros(0, dtype=torch.float64)
+    s = torch.cat(draws.projections).cpu() if draws.projections else torch.zeros(0).double()
     if s.numel() >= 1 and bool((s != 0).any()):
         n_b = s.numel()
         s_mean = float(s.mean())
