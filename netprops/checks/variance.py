@@ -316,7 +316,7 @@ def _recognize_law(w: np.ndarray, alpha_law: float) -> tuple[str, tuple[float, f
     * **uniform or truncated normal?** For U(−b, b), ``max|w| <= b`` and
       ``mean(w²) >= b²·y_lo`` (Chernoff), so ``max|w|/rms <= 1/√y_lo`` with
       probability >= 1 − alpha_law/2; a truncated normal has a larger ratio
-      (2.27 at ±2σ against √3 = 1.73) and its truncation is estimated as ±max|w|.
+      (2.27 at ±2σ against √3 = 1.73) and its truncation is estimated as (min w, max w).
     """
     n = w.size
     max_abs = float(np.max(np.abs(w)))
@@ -332,8 +332,8 @@ def _recognize_law(w: np.ndarray, alpha_law: float) -> tuple[str, tuple[float, f
         return "uniform", None, f"shape: bounded, max|w|/rms = {ratio:.4g} <= √3 (flat)"
     return (
         "truncated_normal",
-        (-max_abs, max_abs),
-        f"shape: bounded, max|w|/rms = {ratio:.4g} > √3: truncation estimated as ±max|w|",
+        (float(np.min(w)), float(np.max(w))),
+        f"shape: bounded, max|w|/rms = {ratio:.4g} > √3: truncation estimated as (min w, max w)",
     )
 
 
@@ -366,7 +366,7 @@ def check_init_distribution(
       reported as a wrong scale, not as a wrong law): *normal* when ``max|w|``
       lies as far out as N(0, σ²) draws reach; otherwise *uniform* when
       ``max|w|/rms`` is at most √3 (to its Chernoff margin), else *truncated
-      normal* with the truncation estimated as ±max|w|. Each error has
+      normal* with the truncation estimated as (min w, max w). Each error has
       probability <= alpha/8 (``details["law_from"]`` says why). This needs
       N >= 2,588 draws at alpha = 1e-9; smaller shapes need ``distribution=``.
     * **normal** — ``Σw²/σ² ~ χ²_N`` exactly (two-sided), and a Kolmogorov–Smirnov
