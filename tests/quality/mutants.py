@@ -897,3 +897,9 @@ def twins() -> tuple[Twin, ...]:
     for mutant in CATALOG:
         seen.setdefault(mutant.twin.name, mutant.twin)
     return tuple(seen.values())
+
+
+from .mutants_dynamics import DYNAMICS_CHECKS, DYNAMICS_MUTANTS  # noqa: E402
+
+CATALOG += DYNAMICS_MUTANTS
+CHECK_ORDER += DYNAMICS_CHECKS

@@ -29,6 +29,8 @@ FAMILIES = {
     "activation",
     "pooling",
     "clipping",
+    "dynamics",
+    "structure",
 }
 
 
