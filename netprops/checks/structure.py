@@ -254,7 +254,13 @@ class Permutation:
 
     def apply(self, t: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
         """``t`` with its entries along ``dim`` reordered: position i gets position perm[i]."""
-        return t.index_select(self.dim, perm.to(t.device))
+        dim = _dim("dim", self.dim, t)
+        if t.shape[dim] != perm.numel():
+            raise ValueError(
+                f"a permutation of {perm.numel()} positions cannot reorder dim {dim} of a tensor "
+                f"of shape {tuple(t.shape)}"
+            )
+        return t.index_select(dim, perm.to(t.device))
 
     def region(self, t: torch.Tensor, perm: torch.Tensor) -> None:
         """Every position is compared."""
