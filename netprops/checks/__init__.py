@@ -30,6 +30,7 @@ from .dynamics import (
     expected_uniform_loss,
     gradient_problems,
     logit_variance_limit,
+    max_init_scale,
     overfit_optimizer,
     saturation_limit,
 )
@@ -152,6 +153,7 @@ __all__ = [
     "get_check",
     "gradient_problems",
     "logit_variance_limit",
+    "max_init_scale",
     "mc_sample_size",
     "overfit_optimizer",
     "register_check",

@@ -32,6 +32,7 @@ from netprops.checks import (
     expected_uniform_loss,
     gradient_problems,
     logit_variance_limit,
+    max_init_scale,
     saturation_limit,
 )
 from netprops.models import ResNet, SimpleCNN
@@ -304,11 +305,12 @@ def test_expected_uniform_loss_is_exact():
 def test_initial_loss_fails_a_huge_output_layer_and_a_double_softmax():
     model = _mlp(widths=(12, 128, 128, 10))
     result = check_initial_loss(model, _x())
-    low, high = result.bound
-    assert low == pytest.approx(math.log(10), rel=1e-4) and high > math.log(10)
+    assert 0 < result.statistic <= result.bound
+    assert result.details["ln C"] == pytest.approx(math.log(10), rel=1e-6)
+    assert result.details["expected initial loss E_y[L]"] >= math.log(10)
     with torch.no_grad():  # N(0, 1): 64 times He's variance at fan_in 128
         model[4].weight.normal_(generator=netprops.make_generator(3))
-    with pytest.raises(PropertyViolation, match="above ln C"):
+    with pytest.raises(PropertyViolation, match="more spread across classes"):
         check_initial_loss(model, _x())
     with pytest.raises(PropertyViolation, match="double softmax"):
         check_initial_loss(nn.Sequential(_mlp(), nn.Softmax(dim=1)), _x())
@@ -324,7 +326,8 @@ def test_initial_loss_fails_a_loss_that_is_not_cross_entropy_of_the_logits():
 
 def test_logit_variance_limit_is_the_chi_square_quantile_of_a_he_layer():
     limit = logit_variance_limit(0.5, 100, 10, alpha=1e-3)
-    assert limit == pytest.approx(2 * (0.5 + 0.01) * stats.chi2.isf(1e-3, 9) / 10)
+    assert limit == pytest.approx(50 / 9 * (0.5 + 0.01) * stats.chi2.isf(1e-3, 9) / 10)
+    assert max_init_scale() == pytest.approx(50 / 9) and max_init_scale("relu") == pytest.approx(4)
 
 
 def test_initial_loss_needs_classifier_logits():
