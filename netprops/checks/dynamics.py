@@ -1,5 +1,6 @@
 """Training-dynamics checks: what one optimizer step, one backward pass or the first
-forward pass of a model must look like (docs/methods.md §Training dynamics).
+forward pass of a model must look like (docs/methods.md §Training dynamics and
+structural properties).
 
 Each check takes ``(model, x)``, a loss and an optimizer factory:
 
@@ -773,7 +774,7 @@ def logit_variance_limit(
     Xavier with tanh's gain; a bias of torch's default law is within that): for features
     of mean square ``q`` the batch mean of the across-class variance is at most
     ``s·(q + 1/fan_in)·χ²_{C−1}/C``, whose upper ``alpha`` quantile this returns
-    (docs/methods.md §Training dynamics).
+    (docs/methods.md §Training dynamics and structural properties).
     """
     scale = max_init_scale()
     return scale * (feature_second_moment + 1.0 / fan_in) * chi2_upper(classes - 1, alpha) / classes
@@ -957,8 +958,8 @@ def check_can_overfit(
     whether the loss *can* go down; at 1e-2 some correct CNNs stall) — and the loop stops
     at the first step whose loss is at most ``fraction · L₀``. ``fraction = 0.1`` lies below what a double softmax can ever
     reach (its loss stays above ``ln(e + C − 1) − 1``, at least 45 % of ln C for any
-    C >= 2). Correct models need 2–185 steps (docs/methods.md §Training dynamics), so
-    500 leaves a margin of 2.7. Fails labels shuffled between steps, a loss that does not
+    C >= 2). Correct models need 2–185 steps (docs/methods.md §Training dynamics and
+    structural properties), so 500 leaves a margin of 2.7. Fails labels shuffled between steps, a loss that does not
     match the targets, a step size that is effectively 0, a head that cannot express the
     targets. The model needs the capacity to interpolate the batch (a single linear conv
     cannot fit random target maps). The model is restored afterwards. A heuristic (a

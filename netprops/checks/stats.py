@@ -92,7 +92,8 @@ def bernstein_upper(mean: float, n: int, alpha: float = DEFAULT_ALPHA) -> float:
 
     Bernstein's inequality with the variance bound Var <= E[X] <= ``mean``:
     ``P(avg - mean >= t) <= exp(-n t² / (2 (mean + t/3)))``; the bound is
-    ``mean + t`` with ``t`` solving ``exp(...) = alpha`` (docs/methods.md §Training dynamics).
+    ``mean + t`` with ``t`` solving ``exp(...) = alpha`` (docs/methods.md §Training
+    dynamics and structural properties).
     """
     mean = check_probability("mean", mean, allow_one=True)
     n = check_positive_int("n", n)

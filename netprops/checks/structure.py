@@ -1,5 +1,5 @@
 """Structural properties: causality, equivariance and padding masks (docs/methods.md
-§Structural properties).
+§Training dynamics and structural properties).
 
 These checks compare two forward passes of one module on inputs that differ in a
 controlled way. They are deterministic: both passes run with the same seeded random
