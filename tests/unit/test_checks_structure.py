@@ -73,7 +73,7 @@ def test_causal_attention_passes_and_an_off_by_one_mask_fails(cls):
     x = _x()
     result = check_causal(cls(causal=True), x)
     assert result.statistic == 0.0 and result.details["cuts tried"] == 9
-    with pytest.raises(PropertyViolation, match="output position 0 changed .* positions > 0"):
+    with pytest.raises(PropertyViolation, match=r"output position 0 changed .* positions > 0"):
         check_causal(cls(causal=True, diagonal=2), x)
     with pytest.raises(PropertyViolation, match="reads the future"):
         check_causal(cls(causal=False), x)
