@@ -435,7 +435,7 @@ def _one_step(
     return opt, float(loss.detach()), description
 
 
-def _frozen_modules(model: nn.Module) -> dict[str, bool]:
+def _buffers_may_move(model: nn.Module) -> dict[str, bool]:
     """Module name → whether its buffers may move in a step (training mode, not frozen)."""
     allowed = {}
     for name, sub in model.named_modules():
@@ -510,7 +510,7 @@ def check_params_update(
                     f"moving_buffers[{i}] must name a buffer of the model "
                     f"({sorted(names) or 'it has none'}), got {name!r}"
                 )
-    allowed = _frozen_modules(model)
+    allowed = _buffers_may_move(model)
     with _common.restored(model), _common.seeded_module(model, seed, x.device):
         snapshot = ParameterSnapshot(model)
         _opt, loss, description = _one_step(
@@ -707,9 +707,8 @@ def check_finite(
             violation(
                 "check_finite",
                 f"non-finite values for input {label}",
-                statistic=float(
-                    _non_finite([out])[0] + len(bad) + (0 if "loss" not in where else 1)
-                ),
+                # non-finite output entries, plus the loss and each parameter with a bad gradient
+                statistic=float(_non_finite([out])[0] + ("loss" in where) + len(bad)),
                 bound=0.0,
                 seed=seed,
                 reproduce=reproduce,

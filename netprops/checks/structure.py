@@ -270,6 +270,13 @@ class Permutation:
 Transform = CyclicShift | Permutation
 
 
+def _shown(transform: Any) -> str:
+    """A built-in transform's repr; a user's callable by name."""
+    if transform is None or _is_builtin(transform):
+        return repr(transform)
+    return getattr(transform, "__name__", "transform").replace("<lambda>", "transform")
+
+
 def _is_builtin(t: Any) -> bool:
     return isinstance(t, (CyclicShift, Permutation))
 
@@ -344,12 +351,9 @@ def check_equivariant(
     generator = make_generator(derive_seed(seed, "equivariant"), x.device)
     y = _run(module, x, seed)
     tol = _common.looser(x.dtype, y.dtype)
-    reproduce = _common.reproduce(
-        "check_equivariant",
-        transform=transform,
-        output_transform=output_transform,
-        trials=trials,
-        seed=seed,
+    reproduce = (
+        f"netprops.checks.check_equivariant(module, x, transform={_shown(transform)}, "
+        f"output_transform={_shown(output_transform)}, trials={trials}, seed={seed})"
     )
     worst_seen = 0.0
     for trial in range(trials if _is_builtin(transform) else 1):
@@ -501,8 +505,10 @@ def check_mask_respected(
         shape[0], shape[dim] = n, length
         return m.reshape(shape)
 
-    reproduce = _common.reproduce(
-        "check_mask_respected", key_padding_mask="mask", dim=dim, trials=trials, seed=seed
+    reproduce = (
+        "netprops.checks.check_mask_respected(module, x, key_padding_mask="
+        f"{'None' if key_padding_mask is None else 'key_padding_mask'}, dim={dim}, "
+        f"trials={trials}, seed={seed})"
     )
     kept = spread(~mask, reference.dim())
     for trial in range(trials):
