@@ -268,17 +268,17 @@ def replay_command(item: pytest.Item) -> str:
 
 
 def _violation_fields(message: str) -> dict[str, Any]:
-    """statistic, bound, alpha and seed read from a PropertyViolation's report, whose
-    lines ``  statistic: 3.2`` ... :func:`netprops.checks.violation` writes."""
+    """statistic, bound and alpha read from a PropertyViolation's report, whose lines
+    ``  statistic: 3.2`` ... :func:`netprops.checks.violation` writes."""
     fields: dict[str, Any] = {}
     for line in message.splitlines():
         key, sep, text = line.strip().partition(":")
-        if not sep or key not in ("statistic", "bound", "alpha", "seed") or key in fields:
+        if not sep or key not in ("statistic", "bound", "alpha") or key in fields:
             continue
         value: Any = text.strip().split(" (", 1)[0]
         if key != "bound":
             with suppress(ValueError):
-                value = int(value) if key == "seed" else float(value)
+                value = float(value)
         fields[key] = value
     return fields
 
@@ -301,6 +301,7 @@ def _generated_test(request: pytest.FixtureRequest) -> None:
             record_result(
                 item,
                 **_violation_fields(str(exc)),
+                seed=case.seed,
                 replay=replay_command(item),
                 reproduce=case.replay,
             )
@@ -310,7 +311,7 @@ def _generated_test(request: pytest.FixtureRequest) -> None:
         statistic=result.statistic,
         bound=format_bound(result.bound),
         alpha=result.alpha,
-        seed=result.seed,
+        seed=case.seed,  # the seed of the module, the input and the check (checks without draws report None)
         replay=replay_command(item),
         reproduce=case.replay,
     )
