@@ -185,7 +185,8 @@ class SpecFunction(pytest.Function):
         self.case = case
 
     def reportinfo(self) -> tuple[str, int | None, str]:
-        return (*_origin(self.case.spec), self.name)
+        # the domain reads like a method's, "test_my_norm.MyNorm-normalized-cpu-float32"
+        return (*_origin(self.case.spec), f"{self.parent.name}.{self.name}")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
