@@ -7,10 +7,11 @@ like a test function, as one test per (property × device × dtype)::
 
     test_my_norm = netprops.spec(MyNorm, inputs=(6, 8), properties=["normalized"])
 
-gives ``test_my_norm[MyNorm-normalized-cpu-float32]``, ... A declaration made
-at module level without binding it to a test name is collected too, as
-``test_netprops[MyNorm-normalized-cpu-float32]`` (every module-level call is
-recorded in the module's ``__netprops_specs__`` list).
+gives ``test_my_norm::MyNorm-normalized-cpu-float32``, ... A declaration made
+by a module's top-level code (directly, in a loop or through a helper function
+of that module) without binding it to a test name is collected too, as
+``test_netprops::MyNorm-normalized-cpu-float32``: every such call is recorded in
+the module's :data:`DECLARATIONS` list.
 
 Each property is a name in the check registry (:data:`PROPERTIES`, a live view of
 :func:`netprops.checks.registered_checks`): a check registered with
@@ -43,7 +44,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import torch
@@ -382,6 +383,7 @@ class ModuleSpec:
 def _declared(module_spec: ModuleSpec) -> tuple[Any, ...]:
     """What a declaration says (everything but where it was made), for comparison."""
     return (
+        module_spec.name,
         module_spec.factory,
         module_spec.inputs,
         module_spec.properties,
@@ -391,6 +393,21 @@ def _declared(module_spec: ModuleSpec) -> tuple[Any, ...]:
         dict(module_spec.options),
         module_spec.keep_init,
     )
+
+
+def _importing_module(frame: FrameType | None) -> dict[str, Any] | None:
+    """The globals of the module whose top-level code made the call in ``frame``, or None.
+
+    Follows the calls made in one module (a loop, a comprehension, a helper function
+    of the module) up to its top level; a call from anywhere else — a test function
+    run by pytest, a helper of another module — has no declaring module.
+    """
+    namespace = frame.f_globals if frame is not None else None
+    while frame is not None and frame.f_globals is namespace:
+        if frame.f_code.co_name == "<module>":
+            return namespace
+        frame = frame.f_back
+    return None
 
 
 def _record_declaration(namespace: dict[str, Any], module_spec: ModuleSpec) -> None:
@@ -525,9 +542,9 @@ def spec(
 
     In a test module, bind the result to a test name: ``test_my_norm =
     netprops.spec(...)`` is collected as one test per (property × device × dtype),
-    ``test_my_norm[<name>-<property>-<device>-<dtype>]``. A module-level call
-    that is not bound to a test name is collected as
-    ``test_netprops[<name>-<property>-<device>-<dtype>]``. A declaration in a file
+    ``test_my_norm::<name>-<property>-<device>-<dtype>``. A call made by the
+    module's top-level code that is not bound to a test name is collected as
+    ``test_netprops::<name>-<property>-<device>-<dtype>``. A declaration in a file
     pytest does not collect (``conftest.py``, a helper module) makes tests only
     where a test module binds it (``test_my_norm = helpers.MY_NORM``); otherwise the
     run warns. Outside pytest the returned :class:`ModuleSpec` runs cases by hand
@@ -603,6 +620,7 @@ def spec(
         keep_init=_check_keep_init(keep_init, props),
         origin=f"{frame.f_code.co_filename}:{frame.f_lineno}",
     )
-    if frame.f_code.co_name == "<module>":
-        _record_declaration(frame.f_globals, module_spec)
+    namespace = _importing_module(frame)
+    if namespace is not None:
+        _record_declaration(namespace, module_spec)
     return module_spec

@@ -37,21 +37,28 @@ def test_hypothesis(n):
     assert isinstance(n, int)
 
 
-def test_{i}_a():
-    assert True
+class TestPlain:
+    def test_a(self):
+        assert True
 
+    def test_b(self):
+        assert 1 + 1 == 2
 
-def test_{i}_b():
-    assert 1 + 1 == 2
 """
+
+MODULES = 40
+PLAIN_PER_MODULE = 10
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("unused-netprops")
     (root / "pytest.ini").write_text("[pytest]\n")
-    for i in range(20):
-        (root / f"test_mod{i}.py").write_text(TEST_FILE.format(i=i))
+    plain = "".join(
+        f"\n\ndef test_plain_{j}():\n    assert {j} >= 0\n" for j in range(PLAIN_PER_MODULE)
+    )
+    for i in range(MODULES):
+        (root / f"test_mod{i}.py").write_text(TEST_FILE + plain)
     return root
 
 

@@ -54,21 +54,25 @@ def test_spec_returns_a_module_spec_and_records_only_module_level_calls():
     assert DECLARATIONS not in globals()
 
 
-def test_module_level_calls_are_recorded_once_per_declaration():
-    namespace = {"netprops": netprops, "Shift": Shift, "nn": nn, "torch": torch}
+def test_calls_of_a_modules_top_level_code_are_recorded_once_per_declaration():
+    namespace = {"netprops": netprops, "Shift": Shift, "nn": nn, "declare": declare}
     source = (
         "a = netprops.spec(Shift, inputs=(4, 3), properties=['gradcheck'])\n"
         "for p in (0.1, 0.5):\n"
         "    netprops.spec(lambda: nn.Dropout(p), name='D', inputs=(4, 3), properties=['drop_rate'])\n"
+        "def helper(name):\n"
+        "    return netprops.spec(Shift, name=name, inputs=(4, 3), properties=['gradcheck'])\n"
+        "helpers = [helper(n) for n in ('H1', 'H2')]\n"
+        "elsewhere = declare(name='NotRecorded')  # made by another module's function\n"
     )
     code = compile(source, "declarations.py", "exec")
     exec(code, namespace)
     declared = namespace[DECLARATIONS]
-    assert [s.name for s in declared] == ["Shift", "D", "D"]  # two different declarations
+    assert [s.name for s in declared] == ["Shift", "D", "D", "H1", "H2"]
     assert declared[0] is namespace["a"]
     exec(code, namespace)  # executed again (a reloaded module): identical ones replace themselves
-    assert [s.name for s in namespace[DECLARATIONS]] == ["Shift", "D", "D", "D", "D"]
-    assert namespace[DECLARATIONS][0] is namespace["a"]
+    assert [s.name for s in namespace[DECLARATIONS]] == ["Shift", "D", "D", "H1", "H2", "D", "D"]
+    assert namespace[DECLARATIONS][0] is namespace["a"]  # the lambdas are new objects: appended
 
 
 def test_spec_is_exported_from_netprops():
