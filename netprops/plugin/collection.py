@@ -45,6 +45,16 @@ from . import devices
 from .options import selected_devices
 from .reporting import record_result
 
+__all__ = [
+    "CUBLAS_WORKSPACE",
+    "MARKER",
+    "UNBOUND_NAME",
+    "SpecCollector",
+    "SpecFunction",
+    "replay_command",
+    "reproducible",
+]
+
 #: Marker of the spec-generated tests.
 MARKER = "netprops"
 

@@ -26,6 +26,13 @@ import pytest
 
 from .options import selected_devices
 
+__all__ = [
+    "MARKER",
+    "NO_CUDA",
+    "cuda_available",
+    "device_of",
+]
+
 #: Marker naming the device kind a test runs on.
 MARKER = "netprops_device"
 

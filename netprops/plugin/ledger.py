@@ -38,6 +38,20 @@ from .reporting import (
     write_json,
 )
 
+__all__ = [
+    "OTHER_ROW",
+    "OUTCOMES",
+    "RAN",
+    "REPORT_SCHEMA",
+    "LedgerEntry",
+    "LedgerPlugin",
+    "ledger_entry",
+    "ledger_lines",
+    "ledger_markdown",
+    "ledger_record",
+    "unverified_on_cuda",
+]
+
 #: Ledger row of tests that run on a device but check no declared property.
 OTHER_ROW = "other tests"
 

@@ -7,6 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
+__all__ = [
+    "DEVICE_CHOICES",
+    "PROFILE_INI",
+    "explicitly_used",
+    "int_at_least",
+    "selected_devices",
+]
+
 #: Values of ``--netprops-device``.
 DEVICE_CHOICES = ("cpu", "cuda", "all")
 

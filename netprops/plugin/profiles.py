@@ -24,6 +24,13 @@ import pytest
 
 from .options import PROFILE_INI
 
+__all__ = [
+    "AUTO",
+    "PROFILE_NAMES",
+    "register_profiles",
+    "running_in_ci",
+]
+
 #: The profiles netprops defines.
 PROFILE_NAMES = ("dev", "ci", "thorough")
 
