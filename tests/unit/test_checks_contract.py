@@ -361,9 +361,12 @@ def test_correct_batch_norm_eval_matches_f_batch_norm(device, cls, dtype, affine
     before = _state(bn)
     result = check_train_eval_contract(bn, _randn(shape, 33, device, dtype, offset=-2.0), seed=2)
     assert result.details["batchnorm_eval"] == {"module": "F.batch_norm with running statistics"}
-    eval_scores = [v for k, v in result.details["scores"].items() if "F.batch_norm" in k]
+    assert result.details["batchnorm_train"] == {"module": "F.batch_norm with batch statistics"}
+    eval_scores = [v for k, v in result.details["scores"].items() if "running statistics" in k]
     assert len(eval_scores) == 2  # the eval pass and the eval forward after the train forward
     assert max(eval_scores) <= 1.0
+    train_scores = [v for k, v in result.details["scores"].items() if "batch statistics" in k]
+    assert len(train_scores) == 1 and train_scores[0] <= 1.0
     _assert_same_state(bn, before)
 
 
@@ -384,7 +387,11 @@ def test_untracked_batch_norm_uses_batch_stats_in_eval_legitimately(device, fact
     if bn.running_mean is not None:  # BatchNorm-like by its buffers, but exempt
         assert "track_running_stats=False" in result.details["batchnorm_eval"]["module"]
         assert "track_running_stats=False" in result.details["batchnorm_like"]["module"]
-    assert not any("F.batch_norm" in k for k in result.details["scores"])
+    # no running statistics: eval normalizes with the batch's, and that is what is checked
+    assert not any("running statistics" in k for k in result.details["scores"])
+    eval_scores = [v for k, v in result.details["scores"].items() if "eval" in k]
+    assert len(eval_scores) == 2 and max(eval_scores) <= 1.0
+    assert "batch statistics" in result.details["batchnorm_eval"]["module"]
     _assert_same_state(bn, before)
 
 

@@ -270,7 +270,8 @@ def test_layer_norm_output_is_normalized(device, dtype):
     for ln in modules:
         result = check_normalized(ln.to(device), x)
         assert result.statistic <= 1.0
-        assert result.details["normalized_dims"] == (1,)
+        assert result.details["kind"] == "layer"
+        assert result.details["dims"] == (1,)
         assert result.details["eps"] == 1e-5
 
 
@@ -280,38 +281,41 @@ def test_target_variance_is_not_one_for_small_inputs(device):
     ln = nn.LayerNorm(16, device=device)
     assert check_normalized(ln, x).statistic <= 1.0
     assert ln(x).double().var(-1, correction=0).max() < 0.95
-    with pytest.raises(PropertyViolation, match="biased variance"):
-        check_normalized(EpslessLayerNorm(), x)
+    with pytest.raises(PropertyViolation, match="matches a layer norm that ignores ε"):
+        check_normalized(EpslessLayerNorm(), x, kind="layer")
 
 
 def test_layer_norm_over_two_trailing_dims(device):
     x = _randn((3, 2, 4, 5), 13, device, offset=-5.0)
     for ln in _layer_norms((4, 5), device):
         result = check_normalized(ln, x)
-        assert result.details["normalized_dims"] == (2, 3)
+        assert result.details["dims"] == (2, 3)
         assert result.details["n"] == 20
         assert result.statistic <= 1.0
     with pytest.raises(PropertyViolation):
         # the module normalizes (4, 5) slices, not the last dim alone
-        check_normalized(nn.LayerNorm((4, 5), device=device), x, normalized_dims=-1)
+        plain = nn.LayerNorm((4, 5), elementwise_affine=False, device=device)
+        check_normalized(plain, x, dims=-1)
 
 
 def test_unbiased_variance_layer_norm_fails_with_small_dims(device):
     x = _randn((6, 8), 14, device)
-    with pytest.raises(PropertyViolation, match="biased variance") as exc:
-        check_normalized(UnbiasedLayerNorm(), x)
+    with pytest.raises(PropertyViolation, match="divides by the unbiased variance") as exc:
+        check_normalized(UnbiasedLayerNorm(), x, kind="layer")
     _assert_message(exc, None)
     # measured: the score of the real bug agrees with the power the correct layer reports
-    power = check_normalized(nn.LayerNorm(8, device=device), x).details["unbiased_score"]
-    assert power > 100.0
+    result = check_normalized(nn.LayerNorm(8, device=device), x)
+    assert result.details["power"]["divides by the unbiased variance"] > 100.0
 
 
 def test_normalizing_over_the_batch_axis_fails(device):
     x = _randn((6, 8), 15, device, offset=1.0)
-    with pytest.raises(PropertyViolation, match="mean"):
-        check_normalized(BatchAxisLayerNorm(), x)
-    with pytest.raises(PropertyViolation):
-        check_normalized(nn.BatchNorm1d(8, device=device).train(), x)
+    with pytest.raises(PropertyViolation, match="normalizes over the batch axis"):
+        check_normalized(BatchAxisLayerNorm(), x, kind="layer")
+    bn = nn.BatchNorm1d(8, device=device).train()
+    with pytest.raises(PropertyViolation, match="normalizes over the batch axis"):
+        check_normalized(bn, x, kind="layer")  # BatchNorm is not a LayerNorm ...
+    assert check_normalized(bn, x).details["kind"] == "batch"  # ... and is a correct BatchNorm
 
 
 @_FIXTURE_OK
@@ -339,7 +343,7 @@ def test_layer_norm_normalized_for_any_shape_and_offset(device, n, d, offset, lo
 def test_unbiased_layer_norm_fails_for_any_small_shape(device, n, d, offset, seed):
     x = _randn((n, d), seed, device, offset=offset)
     with pytest.raises(PropertyViolation):
-        check_normalized(UnbiasedLayerNorm(), x)
+        check_normalized(UnbiasedLayerNorm(), x, kind="layer")
 
 
 class LastDimOnlyLayerNorm(nn.LayerNorm):
@@ -429,17 +433,17 @@ def test_zeros_do_not_pass_as_normalized_in_half_precision(device, dtype, offset
     # half's atol·κ (≈ 1.4 at offset 100) would let zeros pass; the κ term is float32's
     x = _randn((8, 64), 32, device, dtype, offset=offset)
     with pytest.raises(PropertyViolation, match="check_normalized"):
-        check_normalized(ZerosNorm(), x)
+        check_normalized(ZerosNorm(), x, kind="layer")
     for ln in _layer_norms(64, device, dtype):
         assert check_normalized(ln, x).statistic <= 0.5
 
 
 def test_a_layer_norm_computing_in_half_precision_fails_at_large_offsets(device):
     near = _randn((8, 64), 33, device, torch.bfloat16, offset=1.0)
-    assert check_normalized(HalfComputedLayerNorm(), near).statistic <= 1.0
+    assert check_normalized(HalfComputedLayerNorm(), near, kind="layer").statistic <= 1.0
     far = _randn((8, 64), 33, device, torch.bfloat16, offset=100.0)
     with pytest.raises(PropertyViolation):
-        check_normalized(HalfComputedLayerNorm(), far)
+        check_normalized(HalfComputedLayerNorm(), far, kind="layer")
 
 
 def test_an_input_too_ill_conditioned_to_tell_zeros_apart_is_refused(device):
@@ -449,51 +453,82 @@ def test_an_input_too_ill_conditioned_to_tell_zeros_apart_is_refused(device):
         with pytest.raises(
             ValueError, match=r"float32 input of shape \(4, 64\): .*κ = .*better-conditioned"
         ):
-            check_normalized(module, x)
+            check_normalized(module, x, kind="layer")
     # one well-conditioned row is enough to tell zeros apart: checked, not refused
     x[0] = _randn((64,), 35, device)
     with pytest.raises(PropertyViolation, match=r"\(0, \d+\)"):
-        check_normalized(ZerosNorm(), x)
+        check_normalized(ZerosNorm(), x, kind="layer")
     assert check_normalized(nn.LayerNorm(64, device=device), x).statistic <= 1.0
     # constant rows normalize to zeros: nothing to tell apart, not refused
     constant = torch.full((3, 16), 1e6, device=device)
-    assert check_normalized(ZerosNorm(), constant).statistic <= 1.0
+    assert check_normalized(ZerosNorm(), constant, kind="layer").statistic <= 1.0
 
 
 def test_normalized_restores_state_and_mode(device):
     bn = nn.BatchNorm1d(8, device=device).train()
     before = {k: v.clone() for k, v in bn.state_dict().items()}
+    x = _randn((6, 8), 16, device, offset=2.0)
+    assert check_normalized(bn, x).statistic <= 1.0  # the train forward moved running stats ...
     with pytest.raises(PropertyViolation):
-        check_normalized(bn, _randn((6, 8), 16, device, offset=2.0))
+        check_normalized(bn, x, kind="layer")
     assert bn.training
-    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
+    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())  # ... restored
 
 
 def test_normalized_validates_arguments():
     x = torch.ones(4, 3)
     ln = nn.LayerNorm(3)
-    with pytest.raises(ValueError, match="pass eps="):
+    with pytest.raises(ValueError, match="does not know how Identity normalizes: pass kind="):
         check_normalized(nn.Identity(), x)
+    with pytest.raises(ValueError, match="pass eps="):
+        check_normalized(nn.Identity(), x, kind="layer")
+    with pytest.raises(ValueError, match="kind must be one of 'layer', 'rms'"):
+        check_normalized(ln, x, kind="Layer")
     with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
         check_normalized(ln, x, eps=-1.0)
-    with pytest.raises(ValueError, match="normalized_dims must name non-batch dims"):
-        check_normalized(ln, x, normalized_dims=0)
-    with pytest.raises(ValueError, match="normalized_dims must name non-batch dims"):
-        check_normalized(ln, x, normalized_dims=(2,))
+    with pytest.raises(ValueError, match="dims must name non-batch dims"):
+        check_normalized(ln, x, dims=0)
+    with pytest.raises(ValueError, match="dims must name non-batch dims"):
+        check_normalized(ln, x, dims=(2,))
     with pytest.raises(ValueError, match="distinct"):
-        check_normalized(ln, x, normalized_dims=(1, -1))
-    with pytest.raises(TypeError, match="normalized_dims must be an int"):
-        check_normalized(ln, x, normalized_dims="1")
-    with pytest.raises(TypeError, match=r"normalized_dims\[0\] must be an int"):
-        check_normalized(ln, x, normalized_dims=(1.0,))
-    with torch.no_grad():
-        ln.weight.fill_(2.0)
-    with pytest.raises(ValueError, match=r"unit affine.*module\.weight"):
-        check_normalized(ln, x)
+        check_normalized(ln, x, dims=(1, -1))
+    with pytest.raises(TypeError, match="dims must be an int"):
+        check_normalized(ln, x, dims="1")
+    with pytest.raises(TypeError, match=r"dims\[0\] must be an int"):
+        check_normalized(ln, x, dims=(1.0,))
+    with pytest.raises(ValueError, match="dims applies to kind 'layer' or 'rms' only"):
+        check_normalized(nn.BatchNorm1d(3), x, dims=1)
+    with pytest.raises(ValueError, match="groups applies to kind 'group' only"):
+        check_normalized(ln, x, groups=1)
+    with pytest.raises(ValueError, match="groups=2 must divide the 3 channels"):
+        check_normalized(nn.GroupNorm(1, 3), x, groups=2)
+    with pytest.raises(ValueError, match="has no attribute `num_groups`: pass groups="):
+        check_normalized(nn.Identity(), x, kind="group", eps=0.0)
+    with pytest.raises(ValueError, match=r"groups must be an int >= 1"):
+        check_normalized(nn.Identity(), x, kind="group", groups=0, eps=0.0)
+    with pytest.raises(ValueError, match=r"kind 'instance' needs x of shape \(N, C, \*\)"):
+        check_normalized(nn.InstanceNorm1d(3), x)
+    with pytest.raises(ValueError, match=r"module.weight has shape \(3,\), but a 'layer' norm"):
+        check_normalized(ln, torch.ones(4, 2, 3), dims=(1, 2))
+    with pytest.raises(ValueError, match=r"also has parameters \['scale'\]"):
+        check_normalized(_ScaledRMS(3), x, kind="rms", eps=1e-6)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        check_normalized(ln, x, seed=-1)
     with pytest.raises(ValueError, match="output of the input's shape"):
-        check_normalized(_Sum(), x, eps=0.0)
+        check_normalized(_Sum(), x, kind="layer", eps=0.0)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         check_normalized(nn.LayerNorm(3), torch.ones(3))
+
+
+class _ScaledRMS(nn.Module):
+    """A correct RMSNorm whose gain is called ``scale`` (the check reads ``weight``)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-6) * self.scale
 
 
 # --------------------------------------------------------------------------- shift invariance
