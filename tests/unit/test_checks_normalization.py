@@ -292,9 +292,9 @@ def test_layer_norm_over_two_trailing_dims(device):
         assert result.details["dims"] == (2, 3)
         assert result.details["n"] == 20
         assert result.statistic <= 1.0
+    plain = nn.LayerNorm((4, 5), elementwise_affine=False, device=device)
     with pytest.raises(PropertyViolation):
         # the module normalizes (4, 5) slices, not the last dim alone
-        plain = nn.LayerNorm((4, 5), elementwise_affine=False, device=device)
         check_normalized(plain, x, dims=-1)
 
 
