@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import check_choice, check_int, check_type
+from ..seeding import derive_seed
 from ..tolerances import tolerance
 from . import _common
 from .registry import register_check
@@ -327,13 +328,14 @@ def check_train_eval_contract(
 
     The sequence (docs/methods.md §Normalization contracts):
 
-    1. **train** (global RNG seeded from ``seed``): the reference training forward,
-       then a second one continuing the random streams. No forward may change a
+    1. **eval** — see 2 — then **train** (global RNG seeded from ``seed``): the reference
+       training forward, and the same forward from the same state with other random
+       draws (module-held generators re-seeded too). No forward may change a
        parameter (compared bitwise before and after each forward: e.g. a weight-drop
        mask written into the weight in place). Every BatchNorm-like layer's output
        equals float64 ``F.batch_norm(training=True)`` of its input with its weight,
        bias and ε (batch statistics, biased variance; per example for InstanceNorm)
-       within ``atol·κ·|w| + rtol·(s·|w| + |b|)`` (see :func:`check_normalized`),
+       within ``atol·κ·|w| + rtol·(s·|w| + |b|)`` (see ``check_normalized``),
        and its running statistics follow ``x̂ ← (1 − m)·x̂ + m·x_t`` with the batch
        mean and the UNBIASED batch variance (``momentum=None``: ``m =
        1/num_batches_tracked``; InstanceNorm: the mean of the per-example statistics,
@@ -341,7 +343,7 @@ def check_train_eval_contract(
        (BatchNorm). A leaf whose output differs between the two forwards while its
        input does not is *random in train mode*; floating buffers that moved make a
        layer *stats-tracking* (``details``). The module's state is then put back.
-    2. **eval** (``n_repeats`` forwards): no parameter or buffer changes (bitwise), no
+    2. **eval** (``n_repeats`` forwards from the state the module came in with): no parameter or buffer changes (bitwise), no
        random number is drawn (torch's global CPU generator, CUDA generators when CUDA
        is initialized — the check never initializes it — and every ``torch.Generator``
        held by a submodule), the repeats agree (bitwise on CPU, within ``atol·rms(y) +
@@ -491,8 +493,7 @@ def check_train_eval_contract(
             eval_report: dict[str, str] = {}
             _check_norms_in_eval(norms, seen, "eval forward", scores, fail, eval_report)
 
-            # ---- 2. train from the same state: the reference forward, then a second one
-            # (which layers are random); the state is put back afterwards
+            # ---- 2. train from the same state: the reference forward (state put back after)
             snapshot.restore()
             module.train()
             first: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -521,11 +522,20 @@ def check_train_eval_contract(
                     )
                 if train_report:
                     details["batchnorm_train"] = train_report
-                with _recording(watched, second):
-                    module(x.clone())
-                _check_parameters(snapshot, "the second train-mode forward", fail)
             if tracking:
                 details["stats_tracking"] = tracking
+            # the same forward from the same state with other random draws: a leaf whose
+            # output changes while its input does not is random in train mode
+            snapshot.restore()
+            module.train()
+            other = derive_seed(seed, name, "other draws")
+            with (
+                torch.no_grad(),
+                _common.seeded_module(module, other, x.device),
+                _recording(watched, second),
+            ):
+                module(x.clone())
+            _check_parameters(snapshot, "the train-mode forward", fail)
             snapshot.restore()
 
             # ---- dropout-like layers and declared eval references
@@ -788,7 +798,8 @@ def _check_norms_in_eval(
     fail: Any,
     report: dict[str, str],
 ) -> None:
-    """BatchNorm-like eval outputs: running statistics when tracked, else batch statistics."""
+    """BatchNorm-like eval outputs: running statistics when tracked, batch statistics when the
+    layer says ``track_running_stats = False``; skipped for statistics under other names."""
     __tracebackhide__ = True
     for sub_name, sub, kind in norms:
         label = sub_name or "module"
@@ -801,6 +812,9 @@ def _check_norms_in_eval(
         running = None
         if _tracks_running_stats(sub) and _has_running_stats(sub):
             running = (sub.running_mean.detach().clone(), sub.running_var.detach().clone())
+        elif _tracks_running_stats(sub):
+            report[label] = "skipped (statistics not in running_mean / running_var)"
+            continue
         inp, out = seen[sub_name]
         checked = _check_norm_output(label, sub, kind, inp, out, running, when, scores, fail)
         if running is None and not checked.startswith("skipped"):
