@@ -92,9 +92,23 @@ def _normalized_shape_dims(module: nn.Module, x: torch.Tensor) -> tuple[int, ...
 
 
 def _row_kappa(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """κ of each normalized slice of ``x``, broadcastable against the output ``out``."""
-    dims = _normalized_shape_dims(module, x) or tuple(range(1, x.dim()))
-    kappa = conditioning(x, dims, _module_eps(module))
+    """κ of each normalized slice of ``x``, broadcastable against the output ``out``.
+
+    A recognized normalization layer (see ``check_normalized``) gets the κ of the slices
+    it actually normalizes (an InstanceNorm slice is one channel of one example); any
+    other module the κ of its ``normalized_shape`` or of each whole row.
+    """
+    kappa = None
+    if _common.norm_kind(module) is not None and out.shape == x.shape:
+        try:
+            layout = _layout(module, x, None, None, None, None)
+        except ValueError:  # e.g. an input a channel norm cannot take: row κ below
+            layout = None
+        if layout is not None:
+            kappa = _common.norm_reference(x, layout, running=_running(module, layout)).kappa
+    if kappa is None:
+        dims = _normalized_shape_dims(module, x) or tuple(range(1, x.dim()))
+        kappa = conditioning(x, dims, _module_eps(module))
     if out.shape != x.shape:
         kappa = kappa.reshape(x.shape[0], -1).amax(dim=1)
         kappa = kappa.reshape(x.shape[0], *([1] * (out.dim() - 1)))
@@ -468,7 +482,7 @@ def _candidates(
             ("ignores running_mean", layout, True, (zeros, running[1])),
         ]
         return out
-    if layout.centre:
+    if layout.centre and _slice_size(x, layout) > 1:
         out.append(("divides by the unbiased variance", r(layout, correction=1), True, None))
     if layout.eps > 0:
         out.append(("adds ε outside the square root", r(layout, eps_outside=True), True, None))
