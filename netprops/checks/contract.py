@@ -1,12 +1,14 @@
-"""The train/eval contract of a module, and the snapshot every check restores (METHODS.md §2–3).
+"""The train/eval contract of a module, and the snapshot every check restores.
 
-``check_train_eval_contract`` verifies what switching a module to eval mode
-promises: eval forwards are deterministic and draw no random numbers, they
-change no parameter or buffer, dropout-like layers are the identity (or a plain
-``F.linear`` / ``F.conv*d`` with their weights), BatchNorm-like layers compute
-``F.batch_norm`` with their running statistics in eval mode and update those
-statistics in train mode by torch's momentum formula with the unbiased batch
-variance.
+``check_train_eval_contract`` (docs/methods.md §Normalization contracts) runs a
+module through eval → train → eval → train → eval and verifies what the switch
+promises: no forward writes a parameter; eval forwards are deterministic, draw no
+random numbers and change no buffer; dropout-like layers are the identity (or a
+plain ``F.linear`` / ``F.conv*d`` with their weights) in eval; BatchNorm-like
+layers compute the float64 normalization oracle with their batch statistics in
+train mode and their running statistics in eval mode, and update those statistics
+by torch's momentum formula with the unbiased batch variance; and a training
+forward right after an eval forward reproduces the same forward before it.
 
 :class:`ModuleSnapshot` records everything a forward may disturb (modes,
 parameter and buffer values, gradients, module-held generators, public
@@ -34,7 +36,7 @@ from . import _common
 from .registry import register_check
 from .results import CheckResult, violation
 
-__all__ = ["CONTRACT_KINDS", "ModuleSnapshot", "check_train_eval_contract"]
+__all__ = ["ModuleSnapshot", "check_train_eval_contract"]
 
 
 # --------------------------------------------------------------------------- snapshot
