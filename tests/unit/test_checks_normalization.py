@@ -811,6 +811,24 @@ def test_layer_norm_shift_invariant_for_any_offset(device, shape, offset, log_sc
         assert check_shift_invariant(ln, x, seed=seed).statistic <= 1.0
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda d, t: nn.InstanceNorm1d(6, affine=True, device=d, dtype=t),
+        lambda d, t: nn.GroupNorm(3, 6, device=d, dtype=t),
+    ],
+    ids=["InstanceNorm1d", "GroupNorm"],
+)
+def test_channel_norms_in_bfloat16_are_shift_invariant_with_their_slices_kappa(device, factory):
+    """κ per normalized slice (one channel of one example), not per row: with the row's κ,
+    torch's bfloat16 InstanceNorm1d failed at 3 of 20 spec seeds."""
+    for seed in range(20):
+        module = _trained(factory(device, torch.bfloat16), seed=seed)
+        x = _randn((8, 6, 10), 100 + seed, device, torch.bfloat16)
+        assert check_shift_invariant(module, x, seed=seed).statistic <= 1.0
+        assert check_batch_independent(module, x, seed=seed).statistic <= 1.0
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_layer_norm_passes_with_its_tolerance(device, dtype):
     x = _randn((4, 32), 21, device, dtype, offset=1.0)
