@@ -193,8 +193,8 @@ _FAMILIES = {
     "BatchNorm2d": (lambda c, t, d, dt: BatchNorm2d(c, device=d, dtype=dt), 4),
 }
 
-#: measured worst |y − oracle|/B over the families, dtypes and offsets of
-#: tests/quality/norm_margins.py: 0.29 (bfloat16); the property keeps that margin
+#: measured worst |y − oracle|/B over 33,600 inputs of tests/quality/norm_margins.py: 0.38
+#: (bfloat16 BatchNorm/InstanceNorm training outputs); the property keeps that margin
 NORMALIZED_MARGIN = 0.5
 
 
