@@ -360,15 +360,8 @@ def _layout(
 ) -> _common.NormLayout:
     """The declared or recognized normalization layout of ``module`` for input ``x``."""
     if kind is None:
-        kind = _common.norm_kind(module)
-        if kind is None and _normalized_shape_dims(module, x) is not None:
-            kind = "layer"
-        if kind is None:
-            raise ValueError(
-                f"check_normalized does not know how {type(module).__name__} normalizes: "
-                f"pass kind= (one of {', '.join(map(repr, _common.NORM_KINDS))}) and, "
-                "where the module's attributes do not say, dims=, groups= or eps="
-            )
+        # another class is checked as a LayerNorm; a failure names the family it matches
+        kind = _common.norm_kind(module) or "layer"
     check_choice("kind", kind, _common.NORM_KINDS)
     if dims is not None and kind not in ("layer", "rms"):
         raise ValueError(f"dims applies to kind 'layer' or 'rms' only, got dims={dims!r}")
@@ -569,8 +562,10 @@ def check_normalized(
     ``batch`` and ``instance`` layers in eval mode that track running statistics
     are compared with ``(x − running_mean)/√(running_var + ε)·w + b`` instead, as
     torch computes them. The kind and its arguments are read from torch's and
-    netprops' classes (a module with a ``normalized_shape`` counts as ``layer``);
-    declare them for another class with ``kind=``, ``dims=``, ``groups=``, ``eps=``.
+    netprops' classes; a module of another class is checked as ``layer`` (over its
+    ``normalized_shape``, else the last dim) unless declared with ``kind=``, ``dims=``,
+    ``groups=``, ``eps=`` — when it fails, the report names the family its output
+    matches (e.g. "does not subtract the mean (RMSNorm)").
 
     Tolerance (docs/methods.md §Normalization contracts): every element must be within
     ``B = atol·κ·|w| + rtol·(s·|w| + |b|)`` of the oracle, ``κ = (|μ| + σ)/√(σ² + ε)``
@@ -602,7 +597,7 @@ def check_normalized(
     seed : unused by the comparison (deterministic); seeds torch's global RNG for the
         forward.
     kind : ``"layer"``, ``"rms"``, ``"group"``, ``"instance"`` or ``"batch"``; default
-        from the module's class.
+        from the module's class (``"layer"`` for a class netprops does not know).
     dims : ``layer`` / ``rms``: the normalized dims of x (not 0).
     groups : ``group``: the number of channel groups; default ``module.num_groups``.
     eps : the ε; default ``module.eps``.
@@ -615,7 +610,7 @@ def check_normalized(
     Raises
     ------
     TypeError / ValueError
-        bad arguments; an unknown module without ``kind=``; no ``eps``; affine
+        bad arguments; no ``eps``; affine
         parameters of the wrong size, or floating parameters other than ``weight`` /
         ``bias``; output shape ≠ input shape; an input so ill-conditioned that the
         tolerance cannot tell a normalized output from ``b`` alone (zeros without

@@ -480,10 +480,8 @@ def test_normalized_restores_state_and_mode(device):
 def test_normalized_validates_arguments():
     x = torch.ones(4, 3)
     ln = nn.LayerNorm(3)
-    with pytest.raises(ValueError, match="does not know how Identity normalizes: pass kind="):
-        check_normalized(nn.Identity(), x)
-    with pytest.raises(ValueError, match="pass eps="):
-        check_normalized(nn.Identity(), x, kind="layer")
+    with pytest.raises(ValueError, match="Identity has no numeric attribute `eps`: pass eps="):
+        check_normalized(nn.Identity(), x)  # checked as a LayerNorm: its ε is needed
     with pytest.raises(ValueError, match="kind must be one of 'layer', 'rms'"):
         check_normalized(ln, x, kind="Layer")
     with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
@@ -755,7 +753,7 @@ def test_a_users_own_class_is_checked_by_declaration(device):
     rms = _trained(DeclaredRMS(8).to(device))
     assert check_normalized(rms, x, kind="rms", eps=1e-6).statistic <= 1.0
     with pytest.raises(PropertyViolation, match=r"does not subtract the mean \(RMSNorm\)"):
-        check_normalized(rms, x + 3.0, kind="layer", eps=1e-6)  # declared as the wrong kind
+        check_normalized(rms, x + 3.0, eps=1e-6)  # undeclared: checked as a LayerNorm
     group = _trained(DeclaredGroupNorm(6).to(device))
     result = check_normalized(group, x, kind="group", groups=2, eps=1e-5)
     assert result.statistic <= 1.0 and result.details["affine"]["weight"] is None
