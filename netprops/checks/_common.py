@@ -519,3 +519,128 @@ def norm_reference(
         rtol_term=scale * gain + shift,
         informative=informative,
     )
+
+
+# --------------------------------------------------------------------------- training dynamics
+#: Step size of the default optimizer of the training-dynamics checks (Adam's usual default).
+DEFAULT_LR = 1e-3
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    """``torch.optim.Adam(params, lr=DEFAULT_LR)``: the dynamics checks' optimizer factory."""
+    return torch.optim.Adam(params, lr=DEFAULT_LR)
+
+
+def first_tensor(result: Any, what: str) -> torch.Tensor:
+    """The module's output tensor, or the first element of a tuple/list output
+    (``nn.RNN``/``nn.LSTM``/``nn.MultiheadAttention`` return ``(output, extra)``)."""
+    if isinstance(result, (tuple, list)) and result:
+        result = result[0]
+    return output(result, what)
+
+
+def is_classifier_output(out: torch.Tensor) -> bool:
+    """Logits of a classifier: a floating ``(N, C)`` tensor with ``C >= 2``."""
+    return out.dim() == 2 and out.shape[1] >= 2 and out.is_floating_point()
+
+
+def default_target(out: torch.Tensor, seed: int) -> torch.Tensor:
+    """Seeded targets for ``out``: uniform class indices in ``[0, C)`` for classifier logits
+    (the draw of :func:`probe_loss`), standard normal values of ``out``'s shape otherwise."""
+    generator = make_generator(seed, out.device)
+    if is_classifier_output(out):
+        return torch.randint(
+            0, out.shape[1], (out.shape[0],), generator=generator, device=out.device
+        )
+    return torch.randn(out.shape, generator=generator, device=out.device, dtype=torch.float64)
+
+
+def training_loss(
+    out: Any,
+    target: torch.Tensor | None,
+    seed: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, str]:
+    """The batch-mean loss the dynamics checks train on, and its description.
+
+    Without ``loss_fn``: :func:`probe_loss` on ``target`` (default: :func:`default_target`),
+    divided by the batch size — mean cross-entropy for classifier logits, mean ½‖output −
+    target‖² per example otherwise. With ``loss_fn``: ``loss_fn(output, target)``, which
+    must return a floating-point scalar tensor.
+    """
+    out = first_tensor(out, "the model's output")
+    if target is None:
+        target = default_target(out, seed)
+    if loss_fn is None:
+        loss, description = probe_loss(out, target, seed)
+        return loss / out.shape[0], f"{description}, divided by the batch size"
+    loss = loss_fn(out, target)
+    if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.is_floating_point()):
+        raise TypeError(
+            "loss_fn(output, target) must return a floating-point scalar tensor, got "
+            f"{type(loss).__name__} {getattr(loss, 'shape', '')}"
+        )
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    return loss, f"loss_fn {name}"
+
+
+def check_loss_fn(loss_fn: Any) -> Any:
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be callable (output, target) -> scalar tensor, got {loss_fn!r}"
+        )
+    return loss_fn
+
+
+def make_optimizer(factory: Any, model: nn.Module) -> torch.optim.Optimizer:
+    """``factory(model.parameters())`` (default :func:`default_optimizer`), type-checked."""
+    factory = default_optimizer if factory is None else factory
+    if not callable(factory):
+        raise TypeError(
+            f"optimizer must be a callable params -> torch.optim.Optimizer, got {factory!r}"
+        )
+    opt = factory(model.parameters())
+    if not hasattr(opt, "step") or not hasattr(opt, "zero_grad"):
+        raise TypeError(
+            "optimizer(params) must return an optimizer with step() and zero_grad(), got "
+            f"{type(opt).__name__}"
+        )
+    return opt
+
+
+@contextmanager
+def restored(model: nn.Module) -> Iterator[None]:
+    """Put back, on exit, everything a training step changes in ``model``: parameter
+    values, ``.grad`` and ``requires_grad``, buffers and training flags."""
+    params = [(p, p.detach().clone(), p.grad, p.requires_grad) for p in model.parameters()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    with preserved_mode(model):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, value, grad, flag in params:
+                    p.copy_(value)
+                    p.grad = grad
+                    p.requires_grad_(flag)
+                for b, value in buffers:
+                    b.copy_(value)
+
+
+@contextmanager
+def forward_hooks(
+    model: nn.Module, hook: Callable[[str, nn.Module, Any, Any], None]
+) -> Iterator[None]:
+    """Call ``hook(name, module, args, output)`` after every submodule's forward in the block."""
+    handles = []
+    for name, sub in model.named_modules():
+        handles.append(
+            sub.register_forward_hook(
+                lambda module, args, out, _name=name: hook(_name, module, args, out)
+            )
+        )
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -918,3 +918,8 @@ def twins() -> tuple[Twin, ...]:
 from .mutants_norm import NORM_MUTANTS  # noqa: E402
 
 CATALOG += NORM_MUTANTS
+
+from .mutants_dynamics import DYNAMICS_CHECKS, DYNAMICS_MUTANTS  # noqa: E402
+
+CATALOG += DYNAMICS_MUTANTS
+CHECK_ORDER += DYNAMICS_CHECKS

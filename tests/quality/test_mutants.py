@@ -32,6 +32,8 @@ FAMILIES = {
     "activation",
     "pooling",
     "clipping",
+    "dynamics",
+    "structure",
 }
 
 
