@@ -303,3 +303,19 @@ def test_max_fast_path_on_channels_last_and_strided_input(device):
     base = _distinct(15, (2, 4, 10, 12), device)
     for x in (base.to(memory_format=torch.channels_last), base[:, ::2, 1:, 2:]):
         _compare("max", x, 2, 2, 0)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1)])
+def test_max_non_finite_upstream_gradient_reaches_the_winner_only(kernel, stride, padding, device):
+    x = _distinct(16, (1, 2, 6, 7), device)
+    y_ref = F.max_pool2d(x.clone().requires_grad_(True), kernel, stride, padding)
+    grad_out = torch.ones_like(y_ref)
+    grad_out[0, 0, 0, 0] = float("inf")
+    grad_out[0, 1, 1, 1] = float("nan")
+    grads = []
+    for fn in (F.max_pool2d, P.max_pool2d):
+        leaf = x.clone().requires_grad_(True)
+        fn(leaf, kernel, stride, padding).backward(grad_out)
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0, equal_nan=True)
+    assert grads[1].isnan().sum() == 1 and grads[1].isinf().sum() == 1
