@@ -529,24 +529,25 @@ def train(
     history = History(seed=seed)
     # Tracking stays on the device and costs one op per step: the loss tensor,
     # the per-parameter gradient norms (one foreach kernel) and the predicted
-    # classes (argmax into a per-epoch buffer). Grouping norms by layer and
+    # classes (argmax). Grouping norms by layer and
     # counting correct predictions run in batch when the values are read back
     # (each evaluation, and at the end of each epoch for the predictions).
     losses: list[torch.Tensor] = []
     norms: list[torch.Tensor] = []  # per step, one 0-d norm per parameter
     zero_norm = torch.zeros((), dtype=dtype, device=dev)  # a parameter without gradient
-    predicted = torch.empty(n, dtype=torch.long, device=dev) if track_acc else None
+    predictions: list[torch.Tensor] = []  # argmax of each batch not yet counted
     y_epoch = y_all  # labels in this epoch's order (set per epoch)
     correct: list[torch.Tensor] = []
-    counted = 0  # predictions of this epoch before this position are in `correct`
+    counted = 0  # this epoch's examples before this position are counted in `correct`
     seen_since_eval = 0
     train_time = 0.0
     bar = _progress_bar(_show_progress(progress), total_steps, f"train {data.name}")
 
     def count_correct(upto: int) -> None:
         nonlocal counted
-        if predicted is not None and upto > counted:
-            correct.append(torch.eq(predicted[counted:upto], y_epoch[counted:upto]).sum())
+        if predictions:
+            correct.append(torch.eq(torch.cat(predictions), y_epoch[counted:upto]).sum())
+            predictions.clear()
         counted = upto
 
     def evaluate(step: int, position: int) -> None:
@@ -609,8 +610,8 @@ def train(
 
                 if track_loss:
                     losses.append(loss.detach())
-                if predicted is not None:
-                    torch.argmax(logits.detach(), dim=1, out=predicted[start : start + m])
+                if track_acc:
+                    predictions.append(logits.detach().argmax(dim=1))
                     seen_since_eval += m
                 samples += m
                 step += 1
