@@ -6,13 +6,17 @@ timing) that round-trips through JSON, so convergence gates can store it.
 
 The loop is built for short runs where per-step overhead matters: batches are
 gathered with ``index_select`` from the normalized training tensor (already on
-the device) into preallocated buffers, in a per-epoch permutation drawn from a
-seeded CPU generator (the same batches on every device); the optimizer is the
-fused (single-kernel) torch implementation where available; losses and
-counters stay on the device and are read back once per evaluation. No
-DataLoader, PIL, per-sample Python or global RNG. With the same ``seed`` and
-an identically initialized model, two CPU runs give the same History bit for
-bit (timings aside).
+the device, converted once per split and dtype and cached by
+:class:`netprops.data.Split`, subsets included) into a preallocated buffer, in
+a per-epoch permutation drawn from a seeded CPU generator (the same batches on
+every device; each epoch's labels are gathered once). The optimizer is the
+fused (single-kernel) torch implementation where available. Tracking costs one
+device op per step and quantity (the loss, one ``_foreach_norm`` over the
+gradients, the batch's argmax); grouping the norms by layer and counting
+correct predictions run in batch when values are read back, once per
+evaluation. No DataLoader, PIL, per-sample Python, host sync inside an epoch or
+global RNG. With the same ``seed`` and an identically initialized model, two
+CPU runs give the same History bit for bit (timings aside).
 """
 
 from __future__ import annotations
