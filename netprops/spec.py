@@ -1,10 +1,17 @@
-"""Declare a module once; the netprops pytest plugin checks its properties everywhere.
+"""Declare a module once; pytest checks its properties on every selected device.
 
 A *spec* names a module factory, an input and the properties (checks from
-:mod:`netprops.checks`) the module must have. :func:`spec` registers it; the
-plugin turns every registered spec into one test per
-(module × property × device × dtype), with ids like
-``test_netprops[MyNorm-batch_independent-cpu-float32]``.
+:mod:`netprops.checks`) the module must have. :func:`spec` returns a
+:class:`ModuleSpec`; in a test module, the netprops pytest plugin collects it
+like a test function, as one test per (property × device × dtype)::
+
+    test_my_norm = netprops.spec(MyNorm, inputs=(6, 8), properties=["normalized"])
+
+gives ``test_my_norm::MyNorm-normalized-cpu-float32``, ... A declaration made
+by a module's top-level code (directly, in a loop or through a helper function
+of that module) without binding it to a test name is collected too, as
+``test_netprops::MyNorm-normalized-cpu-float32``: every such call is recorded in
+the module's :data:`DECLARATIONS` list.
 
 Each property is a name in the check registry (:data:`PROPERTIES`, a live view of
 :func:`netprops.checks.registered_checks`): a check registered with
@@ -20,8 +27,8 @@ Axes (see :meth:`ModuleSpec.cases`):
 * ``gradcheck`` runs once per device in float64 whatever ``dtypes`` says
   (finite differences need double precision): its ids end in ``-float64``;
 * ``device_parity`` compares CUDA against the CPU reference, so it has one
-  device entry, ``cuda``, whatever ``--device`` says; without CUDA it is skipped
-  with the reason "CUDA is not available";
+  device entry, ``cuda``, whatever ``--netprops-device`` says; without CUDA it is
+  skipped with the reason "CUDA is not available";
 * every other property runs on each selected device and each dtype of the spec.
 
 Properties that do not apply to a module are declared in ``not_applicable``
@@ -35,9 +42,9 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import torch
@@ -56,14 +63,13 @@ __all__ = [
     "SPEC_DTYPES",
     "ModuleSpec",
     "SpecCase",
-    "SpecRegistry",
     "default_reference",
     "perturb_constant_parameters_",
-    "pop_registry",
-    "push_registry",
-    "registered_specs",
     "spec",
 ]
+
+#: Module attribute listing the specs declared at module level (the plugin collects them).
+DECLARATIONS = "__netprops_specs__"
 
 #: Floating dtypes a spec may run in (those :func:`netprops.tolerance` knows).
 SPEC_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -151,6 +157,12 @@ class SpecCase:
     def id(self) -> str:
         """``Name-property-device-dtype``, e.g. ``MyNorm-batch_independent-cpu-float32``."""
         return f"{self.spec.name}-{self.property}-{self.device}-{_dtype_name(self.dtype)}"
+
+    @property
+    def replay(self) -> str:
+        """The Python call that runs this case again: ``spec.check(...)``, then how to
+        build its module and input by hand."""
+        return self.spec.replay(self.property, device=self.device, dtype=self.dtype, seed=self.seed)
 
     def run(self) -> CheckResult:
         """Run the check (see :meth:`ModuleSpec.check`)."""
@@ -340,22 +352,38 @@ class ModuleSpec:
                 spec_arguments=spec_arguments,
             )
         except PropertyViolation as exc:
-            dt = f"torch.{_dtype_name(dtype)}"
             raise PropertyViolation(
                 f"{exc}\n"
                 f"  spec:      {self.name}, declared at {self.origin}\n"
-                f"  case:      {property} on {dev.type}, {dt}, seed {seed}\n"
-                f"  replay:    spec.check({property!r}, device={dev.type!r}, dtype={dt}, "
-                f"seed={seed}); module, x = spec.build({home.type!r}, {dt}, seed={seed}, "
-                f"for_property={property!r}), "
-                f"spec.make_input({home.type!r}, {dt}, seed={seed})"
+                f"  case:      {property} on {dev.type}, torch.{_dtype_name(dtype)}, seed {seed}\n"
+                f"  replay:    {self.replay(property, device=dev, dtype=dtype, seed=seed)}"
             ) from None
 
+    def replay(
+        self,
+        property: str,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> str:
+        """The Python line that replays one case: :meth:`check`, then :meth:`build` and
+        :meth:`make_input` for the module and input it checks."""
+        dev = torch.device(device)
+        home = "cpu" if _checks_registry.get_check(property).build_on_cpu else dev.type
+        dt = f"torch.{_dtype_name(dtype)}"
+        return (
+            f"spec.check({property!r}, device={dev.type!r}, dtype={dt}, seed={seed}); "
+            f"module, x = spec.build({home!r}, {dt}, seed={seed}, for_property={property!r}), "
+            f"spec.make_input({home!r}, {dt}, seed={seed})"
+        )
 
-# --------------------------------------------------------------------------- registry
+
+# --------------------------------------------------------------------------- declarations
 def _declared(module_spec: ModuleSpec) -> tuple[Any, ...]:
     """What a declaration says (everything but where it was made), for comparison."""
     return (
+        module_spec.name,
         module_spec.factory,
         module_spec.inputs,
         module_spec.properties,
@@ -367,64 +395,30 @@ def _declared(module_spec: ModuleSpec) -> tuple[Any, ...]:
     )
 
 
-class SpecRegistry:
-    """Registered specs by name, in registration order."""
+def _importing_module(frame: FrameType | None) -> dict[str, Any] | None:
+    """The globals of the module whose top-level code made the call in ``frame``, or None.
 
-    def __init__(self) -> None:
-        self._specs: dict[str, ModuleSpec] = {}
-
-    def add(self, module_spec: ModuleSpec) -> ModuleSpec:
-        """Register ``module_spec``; the same declaration registered again replaces itself.
-
-        Raises
-        ------
-        ValueError
-            when another declaration already uses the name: one from another file or
-            line, or a different one from the same line (a loop or a helper function
-            declaring several modules under one derived name).
-        """
-        old = self._specs.get(module_spec.name)
-        if old is not None and (
-            old.origin != module_spec.origin or _declared(old) != _declared(module_spec)
-        ):
-            where = (
-                "" if old.origin != module_spec.origin else " by the same line with other arguments"
-            )
-            raise ValueError(
-                f"netprops.spec: a spec named {module_spec.name!r} is already declared at "
-                f"{old.origin}{where}; pass name= to tell them apart"
-            )
-        self._specs[module_spec.name] = module_spec
-        return module_spec
-
-    def __iter__(self) -> Iterator[ModuleSpec]:
-        return iter(tuple(self._specs.values()))
-
-    def __len__(self) -> int:
-        return len(self._specs)
+    Follows the calls made in one module (a loop, a comprehension, a helper function
+    of the module) up to its top level; a call from anywhere else — a test function
+    run by pytest, a helper of another module — has no declaring module.
+    """
+    namespace = frame.f_globals if frame is not None else None
+    while frame is not None and frame.f_globals is namespace:
+        if frame.f_code.co_name == "<module>":
+            return namespace
+        frame = frame.f_back
+    return None
 
 
-# One registry per pytest session (the plugin pushes one before conftests load and
-# pops it at the end), so in-process nested runs (pytester) never see each other's specs.
-_REGISTRIES: list[SpecRegistry] = [SpecRegistry()]
-
-
-def push_registry() -> SpecRegistry:
-    """Open a fresh registry that :func:`spec` registers into until it is popped."""
-    registry = SpecRegistry()
-    _REGISTRIES.append(registry)
-    return registry
-
-
-def pop_registry(registry: SpecRegistry) -> None:
-    """Close ``registry`` (opened by :func:`push_registry`)."""
-    if registry in _REGISTRIES[1:]:
-        _REGISTRIES.remove(registry)
-
-
-def registered_specs() -> tuple[ModuleSpec, ...]:
-    """The specs registered in the current registry (this pytest session), in order."""
-    return tuple(_REGISTRIES[-1])
+def _record_declaration(namespace: dict[str, Any], module_spec: ModuleSpec) -> None:
+    """Append ``module_spec`` to the module's :data:`DECLARATIONS` list; the same
+    declaration executed again (a reloaded module) replaces itself."""
+    declared = namespace.setdefault(DECLARATIONS, [])
+    for i, old in enumerate(declared):
+        if old.origin == module_spec.origin and _declared(old) == _declared(module_spec):
+            declared[i] = module_spec
+            return
+    declared.append(module_spec)
 
 
 # --------------------------------------------------------------------------- spec()
@@ -544,11 +538,17 @@ def spec(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     keep_init: bool | Sequence[str] = False,
 ) -> ModuleSpec:
-    """Register a module with netprops: the plugin checks ``properties`` on every device.
+    """Declare a module and the properties it must have; pytest collects the declaration.
 
-    Call it at import time of a ``conftest.py`` or a test module. The plugin
-    generates one test per (module × property × device × dtype), id
-    ``test_netprops[<name>-<property>-<device>-<dtype>]``.
+    In a test module, bind the result to a test name: ``test_my_norm =
+    netprops.spec(...)`` is collected as one test per (property × device × dtype),
+    ``test_my_norm::<name>-<property>-<device>-<dtype>``. A call made by the
+    module's top-level code that is not bound to a test name is collected as
+    ``test_netprops::<name>-<property>-<device>-<dtype>``. A declaration in a file
+    pytest does not collect (``conftest.py``, a helper module) makes tests only
+    where a test module binds it (``test_my_norm = helpers.MY_NORM``); otherwise the
+    run warns. Outside pytest the returned :class:`ModuleSpec` runs cases by hand
+    (:meth:`ModuleSpec.check`).
 
     Parameters
     ----------
@@ -580,7 +580,7 @@ def spec(
     ------
     TypeError / ValueError
         bad arguments; an unknown property name (the message lists the valid ones);
-        a property both required and not applicable; a name already declared elsewhere.
+        a property both required and not applicable.
     """
     if isinstance(factory, nn.Module) or not callable(factory):
         raise TypeError(
@@ -620,4 +620,7 @@ def spec(
         keep_init=_check_keep_init(keep_init, props),
         origin=f"{frame.f_code.co_filename}:{frame.f_lineno}",
     )
-    return _REGISTRIES[-1].add(module_spec)
+    namespace = _importing_module(frame)
+    if namespace is not None:
+        _record_declaration(namespace, module_spec)
+    return module_spec

@@ -6,13 +6,17 @@ timing) that round-trips through JSON, so convergence gates can store it.
 
 The loop is built for short runs where per-step overhead matters: batches are
 gathered with ``index_select`` from the normalized training tensor (already on
-the device) into preallocated buffers, in a per-epoch permutation drawn from a
-seeded CPU generator (the same batches on every device); the optimizer is the
-fused (single-kernel) torch implementation where available; losses and
-counters stay on the device and are read back once per evaluation. No
-DataLoader, PIL, per-sample Python or global RNG. With the same ``seed`` and
-an identically initialized model, two CPU runs give the same History bit for
-bit (timings aside).
+the device, converted once per split and dtype and cached by
+:class:`netprops.data.Split`, subsets included) into a preallocated buffer, in
+a per-epoch permutation drawn from a seeded CPU generator (the same batches on
+every device; each epoch's labels are gathered once). The optimizer is the
+fused (single-kernel) torch implementation where available. Tracking costs one
+device op per step and quantity (the loss, one ``_foreach_norm`` over the
+gradients, the batch's argmax); grouping the norms by layer and counting
+correct predictions run in batch when values are read back, once per
+evaluation. No DataLoader, PIL, per-sample Python, host sync inside an epoch or
+global RNG. With the same ``seed`` and an identically initialized model, two
+CPU runs give the same History bit for bit (timings aside).
 """
 
 from __future__ import annotations
@@ -524,30 +528,50 @@ def train(
     owner = owner.to(dev)
 
     x_buf = torch.empty((batch_size, *x_all.shape[1:]), dtype=dtype, device=dev)
-    y_buf = torch.empty((batch_size,), dtype=torch.long, device=dev)
     shuffle = make_generator(derive_seed(seed, "shuffle"))
 
     history = History(seed=seed)
+    # Tracking stays on the device and costs one op per step: the loss tensor,
+    # the per-parameter gradient norms (one foreach kernel) and the predicted
+    # classes (argmax). Grouping norms by layer and
+    # counting correct predictions run in batch when the values are read back
+    # (each evaluation, and at the end of each epoch for the predictions).
     losses: list[torch.Tensor] = []
-    norms: list[torch.Tensor] = []
-    correct = torch.zeros((), dtype=torch.long, device=dev)
+    norms: list[torch.Tensor] = []  # per step, one 0-d norm per parameter
+    zero_norm = torch.zeros((), dtype=dtype, device=dev)  # a parameter without gradient
+    predictions: list[torch.Tensor] = []  # argmax of each batch not yet counted
+    y_epoch = y_all  # labels in this epoch's order (set per epoch)
+    correct: list[torch.Tensor] = []
+    counted = 0  # this epoch's examples before this position are counted in `correct`
     seen_since_eval = 0
     train_time = 0.0
     bar = _progress_bar(_show_progress(progress), total_steps, f"train {data.name}")
 
-    def evaluate(step: int) -> None:
-        nonlocal correct, seen_since_eval
+    def count_correct(upto: int) -> None:
+        nonlocal counted
+        if predictions:
+            correct.append(torch.eq(torch.cat(predictions), y_epoch[counted:upto]).sum())
+            predictions.clear()
+        counted = upto
+
+    def evaluate(step: int, position: int) -> None:
+        nonlocal seen_since_eval
         if track_loss and losses:
             history.train_loss.extend(torch.stack(losses).tolist())
             losses.clear()
         if track_norms and norms:
-            per_layer = torch.stack(norms).T.tolist()
-            for name, values in zip(names, per_layer, strict=True):
+            squares = torch.stack(norms).view(-1, len(params)).double().square()
+            per_layer = torch.zeros(
+                (squares.shape[0], len(names)), dtype=torch.float64, device=dev
+            ).index_add_(1, owner, squares)
+            for name, values in zip(names, per_layer.sqrt_().T.tolist(), strict=True):
                 history.grad_norms.setdefault(name, []).extend(values)
             norms.clear()
         if track_acc:
-            history.train_accuracy.append(correct.item() / max(seen_since_eval, 1))
-            correct = torch.zeros((), dtype=torch.long, device=dev)
+            count_correct(position)
+            hits = int(torch.stack(correct).sum()) if correct else 0
+            history.train_accuracy.append(hits / max(seen_since_eval, 1))
+            correct.clear()
             seen_since_eval = 0
         test_loss, test_acc = _evaluate(model, x_test, y_test)
         history.eval_steps.append(step)
@@ -564,12 +588,14 @@ def train(
             if dev.type == "cuda":
                 perm = perm.pin_memory().to(dev, non_blocking=True)
             t_seg = time.perf_counter()
+            y_epoch = y_all.index_select(0, perm)  # each batch's labels are then a view
+            counted = 0
             for start in range(0, n, batch_size):
                 index = perm[start : start + batch_size]
                 m = index.shape[0]
-                xb, yb = (x_buf, y_buf) if m == batch_size else (x_buf[:m], y_buf[:m])
+                xb = x_buf if m == batch_size else x_buf[:m]
                 torch.index_select(x_all, 0, index, out=xb)
-                torch.index_select(y_all, 0, index, out=yb)
+                yb = y_epoch[start : start + m]
 
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
@@ -577,16 +603,11 @@ def train(
                 loss.backward()
                 if track_norms:
                     grads = [p.grad for p in params]
-                    have = owner
                     if any(g is None for g in grads):  # unused this step: norm 0
-                        keep = [i for i, g in enumerate(grads) if g is not None]
-                        grads = [grads[i] for i in keep]
-                        have = owner[torch.tensor(keep, dtype=torch.long, device=dev)]
-                    layer = torch.zeros(len(names), dtype=torch.float64, device=dev)
-                    if grads:
-                        squares = torch.stack(torch._foreach_norm(grads)).double().square()
-                        layer.index_add_(0, have, squares)
-                    norms.append(layer.sqrt_())
+                        present = iter(torch._foreach_norm([g for g in grads if g is not None]))
+                        norms.extend(zero_norm if g is None else next(present) for g in grads)
+                    else:
+                        norms.extend(torch._foreach_norm(grads))
                 if grad_clip is not None:
                     nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
                 opt.step()
@@ -594,7 +615,7 @@ def train(
                 if track_loss:
                     losses.append(loss.detach())
                 if track_acc:
-                    correct += (logits.detach().argmax(dim=1) == yb).sum()
+                    predictions.append(logits.detach().argmax(dim=1))
                     seen_since_eval += m
                 samples += m
                 step += 1
@@ -603,11 +624,12 @@ def train(
                 if step == total_steps or (eval_every is not None and step % eval_every == 0):
                     _sync(dev)
                     train_time += time.perf_counter() - t_seg
-                    evaluate(step)
+                    evaluate(step, start + m)
                     t_seg = time.perf_counter()
                 if step == total_steps:
                     break
             else:
+                count_correct(n)
                 _sync(dev)
                 train_time += time.perf_counter() - t_seg
     finally:

@@ -1,17 +1,17 @@
 """Checks for normalization layers: batch independence, normalized statistics, shift invariance.
 
-The exact properties of LayerNorm (METHODS.md §2) hold in exact arithmetic; in
-floating point each comparison allows ``|Δ| ≤ atol·κ·s + rtol·|y|`` with the
-dtype's ``(rtol, atol)`` from :func:`netprops.tolerance`, the conditioning
-``κ = (|μ| + σ)/√(σ² + ε)`` of the normalized slice of the input (see
-:func:`conditioning`) and ``s`` the RMS of the reference output (1 for a
-normalized output with unit affine). Inputs with a large offset (κ ~ 1e3) thus
-get a proportionally larger — and still tight — tolerance. ``check_normalized``
-compares each element with the float64 oracle ``(x − μ)/√(σ² + ε)`` (s = 1, the
-``rtol`` term taken at the slice's largest expected value) and, for
-float16/bfloat16 inputs, uses float32's ``atol`` (see its docstring).
-Comparisons are never bitwise: PyTorch promises no bitwise equality between a
-batched and a per-row computation, on CUDA in particular.
+The exact properties of normalization layers (docs/methods.md §Normalization
+contracts) hold in exact arithmetic; in floating point each comparison allows
+``|Δ| ≤ atol·κ·s + rtol·|y|`` with the dtype's ``(rtol, atol)`` from
+:func:`netprops.tolerance`, the conditioning ``κ = (|μ| + σ)/√(σ² + ε)`` of the
+normalized slice of the input (see :func:`conditioning`) and ``s`` the RMS of the
+reference output. Inputs with a large offset (κ ~ 1e3) thus get a proportionally
+larger — and still tight — tolerance. ``check_normalized`` compares each element
+with a float64 oracle of the layer's family (LayerNorm, RMSNorm, GroupNorm,
+InstanceNorm, BatchNorm) that applies the module's own affine parameters, with
+the same rule (its docstring gives the terms). Comparisons are never bitwise:
+PyTorch promises no bitwise equality between a batched and a per-row
+computation, on CUDA in particular.
 
 All checks run the module in its current mode, under ``torch.no_grad()``, with
 torch's global RNG forked (and seeded from ``seed`` where there is one), and
@@ -22,6 +22,7 @@ be checked without its running statistics moving.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
@@ -30,9 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import check_int, check_positive_float
+from ..errors import check_choice, check_int, check_positive_float, check_positive_int
 from ..seeding import derive_seed, make_generator
-from ..tolerances import Tolerance, tolerance
+from ..tolerances import tolerance
 from . import _common
 from .contract import ModuleSnapshot
 from .registry import register_check
@@ -71,8 +72,7 @@ def conditioning(x: torch.Tensor, dims: int | Sequence[int] = -1, eps: float = 0
     """
     xd = x.detach().double()
     var, mean = torch.var_mean(xd, dim=dims, keepdim=True, correction=0)
-    kappa = (mean.abs() + var.sqrt()) / (var + eps).sqrt()
-    return kappa.nan_to_num(nan=math.inf)
+    return _common.conditioning_of(mean, var, (var + eps).sqrt())
 
 
 def _module_eps(module: nn.Module) -> float:
@@ -92,9 +92,23 @@ def _normalized_shape_dims(module: nn.Module, x: torch.Tensor) -> tuple[int, ...
 
 
 def _row_kappa(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """κ of each normalized slice of ``x``, broadcastable against the output ``out``."""
-    dims = _normalized_shape_dims(module, x) or tuple(range(1, x.dim()))
-    kappa = conditioning(x, dims, _module_eps(module))
+    """κ of each normalized slice of ``x``, broadcastable against the output ``out``.
+
+    A recognized normalization layer (see ``check_normalized``) gets the κ of the slices
+    it actually normalizes (an InstanceNorm slice is one channel of one example); any
+    other module the κ of its ``normalized_shape`` or of each whole row.
+    """
+    kappa = None
+    if _common.norm_kind(module) is not None and out.shape == x.shape:
+        try:
+            layout = _layout(module, x, None, None, None, None)
+        except ValueError:  # e.g. an input a channel norm cannot take: row κ below
+            layout = None
+        if layout is not None:
+            kappa = _common.norm_reference(x, layout, running=_running(module, layout)).kappa
+    if kappa is None:
+        dims = _normalized_shape_dims(module, x) or tuple(range(1, x.dim()))
+        kappa = conditioning(x, dims, _module_eps(module))
     if out.shape != x.shape:
         kappa = kappa.reshape(x.shape[0], -1).amax(dim=1)
         kappa = kappa.reshape(x.shape[0], *([1] * (out.dim() - 1)))
@@ -301,37 +315,38 @@ def check_batch_independent(
     )
 
 
-# --------------------------------------------------------------------------- statistics
+# --------------------------------------------------------------------------- the normalization oracle
 
 
-def _resolve_dims(normalized_dims: Any, module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
-    if normalized_dims is None:
+def _resolve_dims(dims: Any, module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    if dims is None:
         return _normalized_shape_dims(module, x) or (x.dim() - 1,)
-    if isinstance(normalized_dims, Integral) and not isinstance(normalized_dims, bool):
-        normalized_dims = (normalized_dims,)
-    if isinstance(normalized_dims, (str, bytes)) or not isinstance(normalized_dims, Sequence):
-        raise TypeError(
-            f"normalized_dims must be an int, a sequence of ints or None, got {normalized_dims!r}"
-        )
-    dims = []
-    for i, d in enumerate(normalized_dims):
-        d = check_int(f"normalized_dims[{i}]", d)
-        resolved = d + x.dim() if d < 0 else d
-        if not 1 <= resolved < x.dim():
+    if isinstance(dims, Integral) and not isinstance(dims, bool):
+        dims = (dims,)
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise TypeError(f"dims must be an int, a sequence of ints or None, got {dims!r}")
+    resolved = []
+    for i, d in enumerate(dims):
+        d = check_int(f"dims[{i}]", d)
+        r = d + x.dim() if d < 0 else d
+        if not 1 <= r < x.dim():
             raise ValueError(
-                f"normalized_dims must name non-batch dims of x (1..{x.dim() - 1} or "
+                f"dims must name non-batch dims of x (1..{x.dim() - 1} or "
                 f"{-(x.dim() - 1)}..-1 for x of shape {tuple(x.shape)}), got {d}"
             )
-        dims.append(resolved)
-    if not dims or len(set(dims)) != len(dims):
-        raise ValueError(f"normalized_dims must name distinct dims, got {normalized_dims!r}")
-    return tuple(sorted(dims))
+        resolved.append(r)
+    if not resolved or len(set(resolved)) != len(resolved):
+        raise ValueError(f"dims must name distinct dims, got {dims!r}")
+    return tuple(sorted(resolved))
 
 
-def _resolve_eps(eps: Any, module: nn.Module) -> float:
+def _resolve_eps(eps: Any, module: nn.Module, kind: str, dtype: torch.dtype) -> float:
     if eps is not None:
         return check_positive_float("eps", eps, allow_zero=True)
-    found = getattr(module, "eps", None)
+    found = getattr(module, "eps", _ABSENT)
+    if found is None and kind == "rms":
+        # torch.nn.RMSNorm(eps=None): the machine epsilon of the dtype it computes in
+        return torch.finfo(torch.float32 if dtype in _HALF_DTYPES else dtype).eps
     if isinstance(found, Real) and not isinstance(found, bool):
         return check_positive_float("module.eps", found, allow_zero=True)
     raise ValueError(
@@ -340,214 +355,404 @@ def _resolve_eps(eps: Any, module: nn.Module) -> float:
     )
 
 
-def _check_unit_affine(module: nn.Module) -> None:
-    for attr, value in (("weight", 1.0), ("bias", 0.0)):
-        t = getattr(module, attr, None)
-        if isinstance(t, torch.Tensor) and not bool((t.detach() == value).all()):
+def _layout(
+    module: nn.Module, x: torch.Tensor, kind: Any, dims: Any, groups: Any, eps: Any
+) -> _common.NormLayout:
+    """The declared or recognized normalization layout of ``module`` for input ``x``."""
+    if kind is None:
+        # another class is checked as a LayerNorm; a failure names the family it matches
+        kind = _common.norm_kind(module) or "layer"
+    check_choice("kind", kind, _common.NORM_KINDS)
+    if dims is not None and kind not in ("layer", "rms"):
+        raise ValueError(f"dims applies to kind 'layer' or 'rms' only, got dims={dims!r}")
+    if groups is not None and kind != "group":
+        raise ValueError(f"groups applies to kind 'group' only, got groups={groups!r}")
+    if kind in ("instance", "batch", "group") and x.dim() < (3 if kind == "instance" else 2):
+        raise ValueError(
+            f"kind {kind!r} needs x of shape (N, C, *) with at least "
+            f"{3 if kind == 'instance' else 2} dims, got {tuple(x.shape)}"
+        )
+    resolved_dims: tuple[int, ...] = ()
+    if kind in ("layer", "rms"):
+        resolved_dims = _resolve_dims(dims, module, x)
+    if kind == "group":
+        if groups is None:
+            groups = getattr(module, "num_groups", None)
+            if groups is None:
+                raise ValueError(
+                    f"groups is None and {type(module).__name__} has no attribute "
+                    "`num_groups`: pass groups= (the number of channel groups)"
+                )
+        groups = check_positive_int("groups", groups)
+        if x.shape[1] % groups:
             raise ValueError(
-                f"check_normalized needs a module with unit affine, but module.{attr} is not "
-                f"all {value:g}: use a fresh module, elementwise_affine=False, or reset "
-                f"module.{attr} to {value:g}"
+                f"groups={groups} must divide the {x.shape[1]} channels of x "
+                f"(shape {tuple(x.shape)})"
             )
+    eps = _resolve_eps(eps, module, kind, x.dtype)
+    return _common.NormLayout(
+        kind=kind,
+        eps=eps,
+        dims=resolved_dims,
+        groups=groups or 1,
+        centre=kind != "rms",
+    )
 
 
-def _normalized_tolerance(dtype: torch.dtype) -> Tolerance:
-    """``(rtol, atol)`` of ``check_normalized``'s per-element comparison for inputs of ``dtype``.
+def _affine(
+    module: nn.Module, x: torch.Tensor, layout: _common.NormLayout
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``module.weight`` and ``module.bias`` (None when absent), checked against the layout."""
+    others = [
+        n
+        for n, p in module.named_parameters()
+        if n not in ("weight", "bias") and p.is_floating_point()
+    ]
+    if others:
+        raise ValueError(
+            f"check_normalized applies module.weight and module.bias as the affine, but "
+            f"{type(module).__name__} also has parameters {others}: expose the affine "
+            "parameters as `weight` / `bias` (a property will do)"
+        )
+    numel = _common.affine_numel(x, layout)
+    found = []
+    for attr in ("weight", "bias"):
+        t = getattr(module, attr, None)
+        if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+            raise TypeError(
+                f"module.{attr} must be a floating-point tensor or None, got {type(t).__name__}"
+            )
+        if t is not None and t.numel() != numel:
+            where = (
+                f"dims {layout.dims}" if layout.kind in ("layer", "rms") else "the channels (dim 1)"
+            )
+            raise ValueError(
+                f"module.{attr} has shape {tuple(t.shape)}, but a {layout.kind!r} norm over "
+                f"{where} of x {tuple(x.shape)} needs {numel} entries"
+            )
+        found.append(t)
+    return found[0], found[1]
 
-    float16/bfloat16 inputs keep their ``rtol`` (the rounding of the output to the
-    dtype, ``≤ u·|y|``) but take float32's ``atol`` for the ``κ`` term: the input is
-    exact in its dtype and torch's and netprops' LayerNorm normalize half inputs in
-    float32, so the error proportional to κ is float32's (half's ``atol`` would let
-    an all-zeros output pass from κ ≈ 100 on).
-    """
-    tol = tolerance(dtype)
-    if dtype in _HALF_DTYPES:
-        return Tolerance(rtol=tol.rtol, atol=tolerance(torch.float32).atol)
-    return tol
+
+def _running(module: nn.Module, layout: _common.NormLayout) -> tuple[torch.Tensor, ...] | None:
+    if layout.kind in ("batch", "instance") and _common.uses_running_stats(module):
+        return (module.running_mean, module.running_var)
+    return None
 
 
-# perturb_parameters=False until the oracle applies the module's own affine parameters
-@register_check("normalized", perturb_parameters=False)
+def _formula(layout: _common.NormLayout, running: Any, affine: bool) -> str:
+    tail = "·w + b" if affine else ""
+    if running is not None:
+        return f"(x − running_mean)/√(running_var + ε){tail} per channel"
+    if layout.kind == "rms":
+        return f"x/√(mean(x²) + ε){tail} over dims {layout.dims}"
+    where = {
+        "layer": f"over dims {layout.dims}",
+        "group": f"over each of {layout.groups} contiguous channel groups of each example",
+        "instance": "over the positions of each (example, channel)",
+        "batch": "per channel over the batch and positions",
+    }[layout.kind]
+    return f"(x − μ)/√(σ² + ε){tail} {where} (biased σ²)"
+
+
+def _candidates(
+    layout: _common.NormLayout,
+    x: torch.Tensor,
+    module: nn.Module,
+    affine: bool,
+    running: Any,
+) -> list[tuple[str, _common.NormLayout, bool, Any]]:
+    """Known bugs of this kind: (what the layer does, its layout, applies affine, statistics)."""
+    r = dataclasses.replace
+    out: list[tuple[str, _common.NormLayout, bool, Any]] = []
+    if affine:
+        out.append(("ignores its weight and bias", layout, False, running))
+    if running is not None:
+        ones, zeros = torch.ones_like(running[1]), torch.zeros_like(running[0])
+        out += [
+            ("normalizes with the batch statistics in eval mode", layout, True, None),
+            ("ignores running_var", layout, True, (running[0], ones)),
+            ("ignores running_mean", layout, True, (zeros, running[1])),
+        ]
+        return out
+    if layout.centre and _slice_size(x, layout) > 1:
+        out.append(("divides by the unbiased variance", r(layout, correction=1), True, None))
+    if layout.eps > 0:
+        out.append(("adds ε outside the square root", r(layout, eps_outside=True), True, None))
+        out.append(("ignores ε", r(layout, eps=0.0), True, None))
+    every = tuple(range(1, x.dim()))
+    if layout.kind == "layer":
+        out.append(("does not subtract the mean (RMSNorm)", r(layout, centre=False), True, None))
+        if layout.dims != every:
+            out.append(
+                ("normalizes over every non-batch dim", r(layout, stat_dims=every), True, None)
+            )
+        if len(layout.dims) > 1:
+            last = (layout.dims[-1],)
+            out.append(("normalizes over its last dim only", r(layout, stat_dims=last), True, None))
+        if x.shape[0] > 1:
+            out.append(("normalizes over the batch axis", r(layout, stat_dims=(0,)), True, None))
+    elif layout.kind == "rms":
+        out.append(("subtracts the mean (LayerNorm)", r(layout, centre=True), True, None))
+    elif layout.kind == "group":
+        channels = x.shape[1]
+        if 1 < layout.groups < channels:
+            out.append(("interleaves its channel groups", r(layout, interleaved=True), True, None))
+        if layout.groups < channels and x.dim() > 2:
+            out.append(("normalizes each channel alone", r(layout, kind="instance"), True, None))
+        if layout.groups > 1:
+            out.append(("normalizes all channels as one group", r(layout, groups=1), True, None))
+    elif layout.kind == "instance":
+        out.append(("uses batch statistics (BatchNorm)", r(layout, kind="batch"), True, None))
+    elif layout.kind == "batch":
+        if x.dim() > 2:
+            out.append(
+                (
+                    "takes statistics per (channel, position)",
+                    r(layout, per_position=True),
+                    True,
+                    None,
+                )
+            )
+            out.append(
+                (
+                    "normalizes each example alone (InstanceNorm)",
+                    r(layout, kind="instance"),
+                    True,
+                    None,
+                )
+            )
+        if isinstance(getattr(module, "running_mean", None), torch.Tensor) and isinstance(
+            getattr(module, "running_var", None), torch.Tensor
+        ):
+            stats = (module.running_mean, module.running_var)
+            out.append(("normalizes with its running statistics", layout, True, stats))
+    return out
+
+
+@register_check("normalized")
 def check_normalized(
     module: nn.Module,
     x: torch.Tensor,
     *,
     seed: int = 0,
-    normalized_dims: int | Sequence[int] | None = None,
+    kind: str | None = None,
+    dims: int | Sequence[int] | None = None,
+    groups: int | None = None,
     eps: float | None = None,
 ) -> CheckResult:
-    """Check ``module(x)`` against the float64 oracle ``(x − μ)/√(σ² + ε)``, and its moments.
+    """Check ``module(x)`` element by element against a float64 normalization oracle.
 
-    For each slice of ``x`` over ``normalized_dims`` (n elements, mean μ, biased
-    variance σ², all in float64) every output element must be within
-    ``B = atol·κ + rtol·max|ŷ|`` of the oracle ``ŷ = (x − μ)/√(σ² + ε)`` (κ from
-    :func:`conditioning`, max over the slice; for float16/bfloat16 inputs ``atol``
-    is float32's, see below). The output slice must also have mean 0 and biased
-    variance ``σ²/(σ² + ε)`` — not 1 — within the bounds the element bound implies:
-    ``B`` for the mean and ``2·B·√v + B²`` for the variance. The moments are checked
-    first, as they name the likely bug: a LayerNorm dividing by the unbiased variance
-    is off by a factor ``(n−1)/n`` (0.875 at n = 8, caught at any κ up to ~1e3 in
-    float32; ``details["unbiased_score"]`` reports the score such a layer would get);
-    one that normalizes over the batch axis has per-sample means ≠ 0. The element
-    comparison catches the rest: a layer normalizing over fewer dims than
-    ``normalized_dims``, a permuted or negated output.
+    The oracle applies the module's own affine parameters (``module.weight``,
+    ``module.bias``; either may be absent or None) to ``ŷ``, where, with μ and the
+    BIASED variance σ² in float64:
 
-    Half-precision inputs: the input is exact in its dtype and LayerNorm kernels
-    (torch's, netprops') normalize it in float32, so the only half-precision error
-    is the rounding of the output (``rtol·|y|``) and the κ term uses float32's
-    ``atol``. A module that computes in float16/bfloat16 itself is off by ~u·κ
-    and fails from moderate κ on: check it on float32 input.
+    * ``layer`` (``nn.LayerNorm``, netprops' ``LayerNorm``): ``ŷ = (x − μ)/√(σ² + ε)``
+      over ``dims`` (default: the trailing ``len(normalized_shape)`` dims, else the last
+      dim); weight and bias have the shape of those dims.
+    * ``rms`` (``nn.RMSNorm``): ``ŷ = x/√(mean(x²) + ε)`` over ``dims``, no centring;
+      ``eps=None`` on the module means the machine epsilon of the dtype it computes in.
+    * ``group`` (``nn.GroupNorm``): statistics of each example over each of ``groups``
+      contiguous channel groups (and all positions); per-channel affine.
+    * ``instance`` (``nn.InstanceNorm1d/2d/3d``): statistics of each (example, channel)
+      over the positions; per-channel affine (optional).
+    * ``batch`` (``nn.BatchNorm1d/2d/3d``, ``nn.SyncBatchNorm``, netprops' BatchNorm):
+      statistics of each channel over the batch and the positions.
 
-    The module must have unit affine: a ``weight`` / ``bias`` attribute of the
-    module, when present, must be all ones / zeros (ValueError otherwise).
-    The module runs in its current mode; its state is restored afterwards.
-    Slices with ``σ² + ε = 0`` or non-finite values in ``x`` are skipped.
+    ``batch`` and ``instance`` layers in eval mode that track running statistics
+    are compared with ``(x − running_mean)/√(running_var + ε)·w + b`` instead, as
+    torch computes them. The kind and its arguments are read from torch's and
+    netprops' classes; a module of another class is checked as ``layer`` (over its
+    ``normalized_shape``, else the last dim) unless declared with ``kind=``, ``dims=``,
+    ``groups=``, ``eps=`` — when it fails, the report names the family its output
+    matches (e.g. "does not subtract the mean (RMSNorm)").
+
+    Tolerance (docs/methods.md §Normalization contracts): every element must be within
+    ``B = atol·κ·|w| + rtol·(s·|w| + |b|)`` of the oracle, ``κ = (|μ| + σ)/√(σ² + ε)``
+    the conditioning of its slice (see :func:`conditioning`; ``√(m₂)/√(m₂ + ε)`` for
+    ``rms``), ``s`` the slice's largest ``|ŷ|`` and ``(rtol, atol)`` the loosest of the
+    input's, output's and parameters' dtypes. With running statistics κ and s are
+    taken per element, ``κ = (|x| + |running_mean|)/√(running_var + ε)``. For
+    float16/bfloat16 input of the kinds whose kernels form ``x − μ`` in float32
+    (``layer``, ``rms``, ``group``) the κ term uses float32's ``atol``: the input is
+    exact in its dtype and only the output's rounding is half-precision (a module
+    computing in half precision itself fails at large offsets: check it on float32).
+    torch's CPU BatchNorm/InstanceNorm round their folded scale and shift to the
+    half dtype, so those kinds keep the dtype's own ``atol``.
+
+    When an element is off, the report names the known bugs whose output matches
+    the module's (``details["matches"]``): an ignored affine, the unbiased variance,
+    ε outside the square root, statistics over the wrong dims, interleaved groups,
+    a centring RMSNorm, per-position BatchNorm statistics, ...;
+    ``details["power"]`` gives, for each such bug, the score it would get on this
+    input (> 1: caught). The module runs in its current mode under ``no_grad``;
+    its state is restored afterwards. Elements whose oracle or bound is not finite
+    (``σ² + ε = 0``, non-finite inputs in the slice) are skipped.
 
     Parameters
     ----------
-    module : any ``nn.Module`` with output of the shape of ``x``.
-    x : floating-point input, shape ``(N, *)`` with at least 2 dims.
-    normalized_dims : dim(s) of ``x`` the module normalizes over (not 0). Default:
-        the trailing ``len(module.normalized_shape)`` dims, else the last dim.
-    eps : the ε the module adds to the variance; default ``module.eps``.
+    module : the normalization layer; output of the shape of ``x``.
+    x : floating-point input, batch first: ``(N, *)`` (``(N, C, *)`` for the
+        channel kinds, ``(N, C, L, ...)`` for ``instance``).
+    seed : unused by the comparison (deterministic); seeds torch's global RNG for the
+        forward.
+    kind : ``"layer"``, ``"rms"``, ``"group"``, ``"instance"`` or ``"batch"``; default
+        from the module's class (``"layer"`` for a class netprops does not know).
+    dims : ``layer`` / ``rms``: the normalized dims of x (not 0).
+    groups : ``group``: the number of channel groups; default ``module.num_groups``.
+    eps : the ε; default ``module.eps``.
 
     Returns
     -------
-    CheckResult with ``statistic`` the largest of ``|mean|/bound``,
-    ``|var − σ²/(σ²+ε)|/bound`` over slices and ``|y − ŷ|/B`` over elements,
+    CheckResult with ``statistic`` the largest ``|y − oracle|/B`` over elements,
     ``bound`` 1.0.
 
     Raises
     ------
     TypeError / ValueError
-        bad arguments, no ``eps`` found, non-unit affine, output shape ≠ input shape;
-        an input so ill-conditioned that the tolerance cannot tell a normalized
-        output from zeros (an all-zeros output would pass on every slice with
-        ``σ²/(σ² + ε) ≥ 0.01``): pass a better-conditioned input or float64.
+        bad arguments; no ``eps``; affine
+        parameters of the wrong size, or floating parameters other than ``weight`` /
+        ``bias``; output shape ≠ input shape; an input so ill-conditioned that the
+        tolerance cannot tell a normalized output from ``b`` alone (zeros without
+        bias) on any slice: pass a better-conditioned input or float64.
     PropertyViolation
-        when a slice's mean or variance, or an output element, is off.
+        when an output element is off.
     """
     __tracebackhide__ = True
     _common.check_module(module)
     _common.check_batch_input(x)
-    dims = _resolve_dims(normalized_dims, module, x)
-    eps = _resolve_eps(eps, module)
-    _check_unit_affine(module)
+    seed = check_int("seed", seed, min_value=0)
+    layout = _layout(module, x, kind, dims, groups, eps)
+    weight, bias = _affine(module, x, layout)
+    running = _running(module, layout)
     name = "check_normalized"
-    reproduce = _common.reproduce(name, normalized_dims=dims, eps=eps)
+    declared = {"kind": layout.kind, "eps": layout.eps}
+    if layout.kind in ("layer", "rms"):
+        declared["dims"] = layout.dims
+    if layout.kind == "group":
+        declared["groups"] = layout.groups
+    reproduce = _common.reproduce(name, **declared)
 
-    n = math.prod(x.shape[d] for d in dims)
-    xd = x.detach().double()
-    var_x, mean_x = torch.var_mean(xd, dim=dims, keepdim=True, correction=0)
-    oracle = (xd - mean_x) / (var_x + eps).sqrt()
-    target = var_x / (var_x + eps)
-    kappa = conditioning(x, dims, eps)
-    tol = _normalized_tolerance(x.dtype)
-    elem_bound = tol.atol * kappa + tol.rtol * oracle.abs().amax(dim=dims, keepdim=True)
-    mean_bound = elem_bound
-    var_bound = 2 * elem_bound * target.sqrt() + elem_bound.square()
-    valid = torch.isfinite(target) & torch.isfinite(var_bound)
-    _check_resolvable(x, dims, eps, oracle, elem_bound, kappa, valid & (target >= 0.01))
-
-    with ModuleSnapshot(module), torch.no_grad(), _common.isolated_rng(0, x.device):
+    with ModuleSnapshot(module), torch.no_grad(), _common.isolated_rng(seed, x.device):
         y = _common.output(module(x.clone()), "forward")
     if y.shape != x.shape:
         raise ValueError(
             f"check_normalized needs an output of the input's shape {tuple(x.shape)}, "
             f"got {tuple(y.shape)}"
         )
-    yd = y.detach().double()
-    var_y, mean_y = torch.var_mean(yd, dim=dims, keepdim=True, correction=0)
-    zero = torch.zeros_like(target)
-    mean_score = torch.where(valid, _common.normalized_error(mean_y, zero, mean_bound), zero)
-    var_score = torch.where(valid, _common.normalized_error(var_y, target, var_bound), zero)
-    elem_score = _common.normalized_error(yd, oracle, elem_bound)
-    elem_score = torch.where(valid, elem_score, torch.zeros_like(elem_score))
+    ref = _common.norm_reference(x, layout, weight=weight, bias=bias, running=running)
+    dtypes = [x.dtype, y.dtype] + [t.dtype for t in (weight, bias) if t is not None]
+    tol = _common.looser(*dtypes)
+    kappa_atol = layout.kappa_atol(x.dtype, tol)
+    bound = ref.bound(tol.rtol, kappa_atol)
+    valid = torch.isfinite(ref.expected) & torch.isfinite(bound)
+    _check_resolvable(x, layout, ref, bound, valid)
 
-    unbiased = var_x / (var_x * n / (n - 1) + eps) if n > 1 else target
-    power = torch.where(valid & (var_bound > 0), (unbiased - target).abs() / var_bound, math.inf)
-    tolerance_text = f"|y − ŷ| ≤ atol·κ + rtol·max|ŷ| per slice with {tol}"
-    details = {
-        "x": _common.describe(x),
-        "normalized_dims": dims,
-        "n": n,
-        "eps": eps,
-        "slices": int(target.numel()),
-        "slices_skipped": int((~valid).sum()),
-        "max_kappa": float(kappa.max()),
-        "unbiased_score": float(power.min()) if n > 1 else None,
-        "tolerance": tolerance_text,
-    }
-    for label, score in (("mean", mean_score), ("biased variance", var_score)):
-        value, index = _common.worst(score)
-        if value > 1.0:
-            expected = 0.0 if label == "mean" else float(target[index])
-            actual = float((mean_y if label == "mean" else var_y)[index])
-            violation(
-                name,
-                f"output {label} over dims {dims} is {actual:.6g} for slice {index}, "
-                f"expected {expected:.6g}" + (" = σ²/(σ² + ε)" if label != "mean" else ""),
-                statistic=value,
-                bound=1.0,
-                seed=None,
-                reproduce=reproduce,
-                details={**details, "slice": index, "actual": actual, "expected": expected},
-            )
+    def score(actual: torch.Tensor, expected: torch.Tensor = ref.expected) -> torch.Tensor:
+        err = _common.normalized_error(actual, expected, bound)
+        return torch.where(valid, err, torch.zeros_like(err))
+
+    affine = weight is not None or bias is not None
+    power, matches = {}, []
+    elem_score = score(y)
     value, index = _common.worst(elem_score)
+    for what, variant, with_affine, stats in _candidates(layout, x, module, affine, running):
+        candidate = _common.norm_reference(
+            x,
+            variant,
+            weight=weight if with_affine else None,
+            bias=bias if with_affine else None,
+            running=stats,
+        ).expected
+        power[what] = _common.worst(score(candidate))[0]
+        if value > 1.0 and _common.worst(score(y, candidate))[0] <= 1.0:
+            matches.append(what)
+    slice_size = _slice_size(x, layout)
+    details: dict[str, Any] = {
+        "x": _common.describe(x),
+        **declared,
+        "statistics": "running" if running is not None else "batch",
+        "n": slice_size,
+        "affine": {
+            "weight": None if weight is None else tuple(weight.shape),
+            "bias": None if bias is None else tuple(bias.shape),
+        },
+        "elements_skipped": int((~valid).sum()),
+        "max_kappa": float(ref.kappa[valid].max()) if bool(valid.any()) else None,
+        "power": power,
+        "tolerance": (
+            f"|y − oracle| ≤ atol·κ·|w| + rtol·(s·|w| + |b|) with rtol = {tol.rtol:g}, "
+            f"atol = {kappa_atol:g}"
+        ),
+    }
     if value > 1.0:
-        actual, expected = float(yd[index]), float(oracle[index])
-        slice_index = tuple(0 if d in dims else i for d, i in enumerate(index))
+        actual, expected = float(y[index]), float(ref.expected[index])
+        text = (
+            f"output element {index} is {actual:.6g}, expected {expected:.6g} = "
+            f"{_formula(layout, running, affine)}"
+        )
+        if matches:
+            text += f"; the output matches a {layout.kind} norm that " + " / ".join(matches)
         violation(
             name,
-            f"output element {index} is {actual:.6g}, expected {expected:.6g} = "
-            f"(x − μ)/√(σ² + ε) over dims {dims}",
+            text,
             statistic=value,
             bound=1.0,
             seed=None,
             reproduce=reproduce,
             details={
                 **details,
+                "matches": matches,
                 "element": index,
                 "actual": actual,
                 "expected": expected,
-                "kappa": float(kappa[slice_index]),
-                "allowed": float(elem_bound[slice_index]),
+                "kappa": float(ref.kappa[index]),
+                "allowed": float(bound[index]),
             },
         )
-    statistic = max(_common.worst(mean_score)[0], _common.worst(var_score)[0], value)
     return CheckResult(
-        check=name, statistic=statistic, bound=1.0, seed=None, details=details, reproduce=reproduce
+        check=name, statistic=value, bound=1.0, seed=None, details=details, reproduce=reproduce
     )
+
+
+def _slice_size(x: torch.Tensor, layout: _common.NormLayout) -> int:
+    """Values per statistic (per slice) in ``x``."""
+    if layout.kind in ("layer", "rms"):
+        return math.prod(x.shape[d] for d in layout.dims)
+    positions = math.prod(x.shape[2:])
+    if layout.kind == "group":
+        return x.shape[1] // layout.groups * positions
+    if layout.kind == "instance":
+        return positions
+    return x.shape[0] * positions
 
 
 def _check_resolvable(
     x: torch.Tensor,
-    dims: tuple[int, ...],
-    eps: float,
-    oracle: torch.Tensor,
-    elem_bound: torch.Tensor,
-    kappa: torch.Tensor,
-    informative: torch.Tensor,
+    layout: _common.NormLayout,
+    ref: _common.NormReference,
+    bound: torch.Tensor,
+    valid: torch.Tensor,
 ) -> None:
-    """ValueError when an all-zeros output would be within tolerance on every informative slice.
+    """ValueError when ``b`` alone (zeros without bias) is within tolerance everywhere informative.
 
-    Informative slices are those whose normalized output has RMS ``√(σ²/(σ²+ε)) ≥ 0.1``
-    (constant or near-constant slices normalize to ~0, and zeros are right there).
+    Informative elements are those of slices whose normalized output has RMS
+    ``√(σ²/(σ² + ε)) ≥ 0.1`` (constant or near-constant slices normalize to ~0,
+    and ``b`` is right there), with batch statistics.
     """
+    informative = ref.informative & valid
     if not bool(informative.any()):
         return
-    zero_score = (oracle.abs() / elem_bound).amax(dim=dims, keepdim=True)
-    zero_score = torch.where(informative, zero_score, torch.zeros_like(zero_score))
-    best, index = _common.worst(zero_score)
+    zero_score = torch.where(informative, ref.normalized.abs() / bound, torch.zeros_like(bound))
+    best, index = _common.worst(zero_score.nan_to_num(nan=math.inf))
     if best > 1.0:
         return
     raise ValueError(
         f"check_normalized cannot tell a normalized output from zeros for this "
-        f"{str(x.dtype).replace('torch.', '')} input of shape {tuple(x.shape)}: even on its "
-        f"best-conditioned slice {index} (κ = "
-        f"{float(kappa[index]):.4g}, ε = {eps:g}) the tolerance atol·κ + rtol·max|ŷ| = "
-        f"{float(elem_bound[index]):.4g} exceeds every expected output "
-        f"|(x − μ)/√(σ² + ε)| ≤ {float(oracle.abs().amax(dim=dims, keepdim=True)[index]):.4g}. "
+        f"{str(x.dtype).replace('torch.', '')} input of shape {tuple(x.shape)}: even at "
+        f"its best-resolved element {index} (κ = {float(ref.kappa[index]):.4g}, "
+        f"ε = {layout.eps:g}) the tolerance {float(bound[index]):.4g} exceeds the "
+        f"normalized output |ŷ·w| ≤ {float(ref.normalized.abs()[index]):.4g}. "
         "Pass a better-conditioned input (κ ≈ |μ|/σ: subtract most of each slice's "
         "mean) or a more precise dtype (float64)"
     )

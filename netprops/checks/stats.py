@@ -12,13 +12,15 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..errors import check_positive_int, check_probability
+from ..errors import check_int, check_positive_int, check_probability
 
 __all__ = [
     "DEFAULT_ALPHA",
     "bennett_log_tail",
+    "bernstein_upper",
     "binom_interval",
     "binom_two_sided_pvalue",
+    "binom_upper",
     "chi2_interval",
     "chi2_upper",
     "mc_sample_size",
@@ -164,3 +166,32 @@ def nonnegative_log_lower_tail(
     safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
     log_tail = -n * gap * gap / safe
     return torch.where(denominator > 0, log_tail, torch.where(gap > 0, -math.inf, 0.0))
+
+
+def binom_upper(n: int, p: float, alpha: float = DEFAULT_ALPHA) -> int:
+    """One-sided upper acceptance bound for a Bin(n, p) count: the smallest c with P(X > c) <= alpha.
+
+    ``n = 0`` gives 0 (an empty count cannot exceed anything).
+    """
+    n = check_int("n", n, min_value=0)
+    p = check_probability("p", p, allow_one=True)
+    alpha = _alpha(alpha)
+    return 0 if n == 0 else int(stats.binom.isf(alpha, n, p))
+
+
+def bernstein_upper(mean: float, n: int, alpha: float = DEFAULT_ALPHA) -> float:
+    """Upper acceptance bound for the average of ``n`` independent variables in [0, 1]
+    whose expectations are at most ``mean``.
+
+    Bernstein's inequality with the variance bound Var <= E[X] <= ``mean``:
+    ``P(avg - mean >= t) <= exp(-n t² / (2 (mean + t/3)))``; the bound is
+    ``mean + t`` with ``t`` solving ``exp(...) = alpha`` (docs/methods.md §Training
+    dynamics and structural properties).
+    """
+    mean = check_probability("mean", mean, allow_one=True)
+    n = check_positive_int("n", n)
+    log_term = math.log(1.0 / _alpha(alpha))
+    # n t² = 2 L (mean + t/3)  ->  t = (2L/3 + sqrt((2L/3)² + 8 n L mean)) / (2n)
+    a = 2.0 * log_term / 3.0
+    t = (a + math.sqrt(a * a + 8.0 * n * log_term * mean)) / (2.0 * n)
+    return mean + t

@@ -384,12 +384,9 @@ def _channel_sum(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2).sum(-1).sum(0)
 
 
-def _channel_sumsq(xc: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-    """Per-channel ``Σ xc²`` of ``(N, C, *)``; ``buf`` (same shape) may be overwritten."""
-    if xc.dim() == 2:
-        # vector_norm over dim 0 is ~9x slower than this on CPU.
-        return torch.mul(xc, xc, out=buf).sum(0)
-    return torch.linalg.vector_norm(xc.flatten(2), dim=-1).square_().sum(0)
+def _centred(x: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """``x − μ`` per channel, with ``μ = total / n``: the forward's and backward's, bit for bit."""
+    return torch.sub(x, _per_channel(total, x), alpha=1.0 / (x.numel() // x.shape[1]))
 
 
 class _BatchNormFunction(torch.autograd.Function):
@@ -398,6 +395,11 @@ class _BatchNormFunction(torch.autograd.Function):
     Returns ``(y, sum, sumsq)``: the per-channel sum of ``x`` and of the squared
     deviations ``(x − μ)²`` (shape ``(C,)``), non-differentiable side outputs from
     which :func:`batch_norm` updates the running statistics.
+
+    Only ``x`` and per-channel vectors are kept for the backward, which recomputes
+    ``x − μ`` (one elementwise pass) rather than holding a second full-size
+    tensor from forward to backward: in a deep network the extra live memory
+    costs more (allocator page faults, cache) than the pass.
     """
 
     @staticmethod
@@ -407,9 +409,15 @@ class _BatchNormFunction(torch.autograd.Function):
         # Two-pass centred variance: torch.var_mean's CPU kernel is far slower here.
         # Each op costs a few µs of dispatch at this size: the mean is folded into the
         # subtraction (alpha) and eps enters through a cached scalar tensor.
-        xc = torch.sub(x, _per_channel(total, x), alpha=inv_n)
-        y = torch.empty_like(xc)
-        sumsq = _channel_sumsq(xc, y)
+        xc = _centred(x, total)
+        if xc.dim() == 2:
+            # vector_norm over dim 0 is ~9x slower than this on CPU; the squares'
+            # buffer then receives the output.
+            y = torch.mul(xc, xc)
+            sumsq = y.sum(0)
+        else:
+            y = xc  # the output is written over x − μ, which is not kept
+            sumsq = torch.linalg.vector_norm(xc.flatten(2), dim=-1).square_().sum(0)
         rstd = torch.add(_scalar(eps, xc), sumsq, alpha=inv_n).rsqrt_()
         scale = rstd * weight if weight is not None else rstd
         if bias is not None:
@@ -417,7 +425,7 @@ class _BatchNormFunction(torch.autograd.Function):
         else:
             torch.mul(xc, _per_channel(scale, x), out=y)
         ctx.eps = eps
-        ctx.save_for_backward(x, weight, bias, xc, rstd, scale)
+        ctx.save_for_backward(x, weight, bias, total, rstd, scale)
         ctx.mark_non_differentiable(total, sumsq)
         # The statistics never receive gradients: skip materializing zeros for them.
         ctx.set_materialize_grads(False)
@@ -427,11 +435,12 @@ class _BatchNormFunction(torch.autograd.Function):
     def backward(ctx: Any, dy, _dsum, _dsumsq):  # type: ignore[override]
         if dy is None:  # no gradient reached y (grads are not materialized)
             return None, None, None, None
-        x, weight, bias, xc, rstd, k = ctx.saved_tensors
+        x, weight, bias, total, rstd, k = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _composite_backward(_batch_norm_reference, ctx, dy, x, weight, bias)
         need_x, need_w, need_b, _ = ctx.needs_input_grad
         sum_dy = _channel_sum(dy)
+        xc = _centred(x, total)
         # One full-size buffer serves as dy·(x − μ) and then as dx.
         buf = torch.mul(dy, xc)
         dw = _channel_sum(buf).mul_(rstd)  # Σ dy·x̂ per channel

@@ -1,4 +1,4 @@
-"""The plugin's device option, fixture and cuda marker, run on throw-away projects."""
+"""The plugin's device option, fixture and marker, run on throw-away projects."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ pytestmark = pytest.mark.skipif(
 DEVICE_TEST = """
 import pytest
 
-def test_on(device):
-    assert device in ("cpu", "cuda")
+def test_on(netprops_device):
+    assert netprops_device in ("cpu", "cuda")
 
-@pytest.mark.cuda
+@pytest.mark.netprops_device("cuda")
 def test_needs_gpu():
     raise AssertionError("must not run without CUDA")
 """
@@ -25,51 +25,50 @@ def test_default_runs_cpu_and_skips_cuda_marked_tests_with_reason(pytester: pyte
     pytester.makepyfile(DEVICE_TEST)
     result = pytester.runpytest_inprocess("-rs", "-v")
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*test_on?cpu? PASSED*", "*CUDA is not available*"])
+    result.stdout.fnmatch_lines(
+        ["*test_on?cpu? PASSED*", "SKIPPED [[]1[]] *.py:*: CUDA is not available*"]
+    )
 
 
 def test_device_all_without_cuda_skips_cuda_params_with_reason(pytester: pytest.Pytester):
     pytester.makepyfile(DEVICE_TEST)
-    result = pytester.runpytest_inprocess("--device", "all", "-rs", "-v")
+    result = pytester.runpytest_inprocess("--netprops-device", "all", "-rs", "-v")
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["*test_on?cuda? SKIPPED*"])
 
 
 def test_device_cuda_without_cuda_fails_loudly(pytester: pytest.Pytester):
     pytester.makepyfile(DEVICE_TEST)
-    result = pytester.runpytest_inprocess("--device", "cuda")
+    result = pytester.runpytest_inprocess("--netprops-device", "cuda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--device cuda was requested but CUDA is not available*"])
+    result.stderr.fnmatch_lines(
+        ["*--netprops-device cuda was requested but CUDA is not available*"]
+    )
 
 
 def test_unknown_device_is_rejected(pytester: pytest.Pytester):
     pytester.makepyfile(DEVICE_TEST)
-    result = pytester.runpytest_inprocess("--device", "tpu")
+    result = pytester.runpytest_inprocess("--netprops-device", "tpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*invalid choice: 'tpu'*"])
 
 
-def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester):
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.slow
-        @pytest.mark.convergence
-        @pytest.mark.benchmark
-        def test_marked():
-            pass
-        """
+def test_the_plugin_registers_only_its_own_markers(pytester: pytest.Pytester):
+    result = pytester.runpytest_inprocess("--markers")
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.netprops: *", "@pytest.mark.netprops_device(kind): *"]
     )
-    result = pytester.runpytest_inprocess("--strict-markers")
-    result.assert_outcomes(passed=1)
+    for other in ("slow", "convergence", "cuda"):  # this repository's own
+        assert f"@pytest.mark.{other}:" not in result.stdout.str()
 
 
-def test_header_names_devices_and_profile(pytester: pytest.Pytester):
+def test_header_names_devices_and_profile_when_netprops_is_used(pytester: pytest.Pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
-    result = pytester.runpytest_inprocess()
+    quiet = pytester.runpytest_inprocess()
+    assert "netprops 0." not in quiet.stdout.str()  # a run that does not use netprops
+    result = pytester.runpytest_inprocess("--netprops-seed", "3")
     result.stdout.re_match_lines(
-        [r"netprops \S+: devices=\['cpu'\], torch .*hypothesis profile=\w+"]
+        [r"netprops \S+: devices=\['cpu'\], torch .*hypothesis profile=\w+.*seed=3"]
     )
 
 
@@ -79,31 +78,48 @@ def test_device_is_a_real_fixture_that_wider_fixtures_can_use(pytester: pytest.P
         import pytest
 
         @pytest.fixture(scope="module")
-        def model(device):
-            return ("model", device)
+        def model(netprops_device):
+            return ("model", netprops_device)
 
         def test_module_scoped_dependency(model):
             assert model[1] in ("cpu", "cuda")
 
-        @pytest.mark.parametrize("device", ["meta"])
-        def test_own_parametrization_wins(device):
-            assert device == "meta"
+        @pytest.mark.parametrize("netprops_device", ["meta"])
+        def test_own_parametrization_wins(netprops_device):
+            assert netprops_device == "meta"
         """
     )
-    result = pytester.runpytest_inprocess("--device", "all", "-v")
+    result = pytester.runpytest_inprocess("--netprops-device", "all", "-v")
     result.assert_outcomes(passed=2, skipped=1)
 
 
-def test_a_project_fixture_named_device_is_left_alone(pytester: pytest.Pytester):
+def test_a_project_with_its_own_device_option_and_fixture_runs(pytester: pytest.Pytester):
+    """Hardware and ML suites often define --device; the plugin must not take the name."""
     pytester.makeconftest(
         """
         import pytest
 
+        def pytest_addoption(parser):
+            parser.addoption("--device", default="mine")
+
         @pytest.fixture
-        def device():
-            return "mine"
+        def device(request):
+            return request.config.getoption("device")
         """
     )
-    pytester.makepyfile("def test_mine(device):\n    assert device == 'mine'\n")
-    result = pytester.runpytest_inprocess("--device", "all")
+    pytester.makepyfile("def test_mine(device):\n    assert device == 'npu'\n")
+    result = pytester.runpytest_inprocess("--device", "npu", "--netprops-device", "all")
     result.assert_outcomes(passed=1)
+
+
+def test_an_alias_option_can_share_the_device_destination(pytester: pytest.Pytester):
+    """What this repository's conftest does: --device as a short --netprops-device."""
+    pytester.makeconftest(
+        """
+        def pytest_addoption(parser):
+            parser.addoption("--device", dest="netprops_device", choices=("cpu", "cuda", "all"))
+        """
+    )
+    pytester.makepyfile("def test_on(netprops_device):\n    pass\n")
+    result = pytester.runpytest_inprocess("--device", "all", "-v")
+    result.assert_outcomes(passed=1, skipped=1)

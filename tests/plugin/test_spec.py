@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import re
+import sys
 
 import pytest
 import torch
@@ -13,22 +15,12 @@ from torch import nn
 import netprops
 import netprops.layers
 from netprops.spec import (
+    DECLARATIONS,
     PROPERTIES,
     ModuleSpec,
     default_reference,
     perturb_constant_parameters_,
-    pop_registry,
-    push_registry,
-    registered_specs,
 )
-
-
-@pytest.fixture
-def registry():
-    """A private registry, so specs declared here never reach other tests."""
-    reg = push_registry()
-    yield reg
-    pop_registry(reg)
 
 
 class Shift(nn.Module):
@@ -51,36 +43,59 @@ def declare(**kwargs):
 
 
 # --------------------------------------------------------------------------- registration
-def test_spec_registers_and_returns_a_module_spec(registry):
+def test_spec_returns_a_module_spec_and_records_only_module_level_calls():
     s = declare()
     assert isinstance(s, ModuleSpec)
     assert s.name == "Shift"
     assert s.dtypes == (torch.float32, torch.float64)
-    assert registered_specs() == (s,)
     assert s.origin_path == __file__
     assert re.fullmatch(r".*test_spec\.py:\d+", s.origin)
+    # called inside a function: nothing is recorded for collection
+    assert DECLARATIONS not in globals()
+
+
+def test_calls_of_a_modules_top_level_code_are_recorded_once_per_declaration():
+    namespace = {"netprops": netprops, "Shift": Shift, "nn": nn, "declare": declare}
+    source = (
+        "a = netprops.spec(Shift, inputs=(4, 3), properties=['gradcheck'])\n"
+        "for p in (0.1, 0.5):\n"
+        "    netprops.spec(lambda: nn.Dropout(p), name='D', inputs=(4, 3), properties=['drop_rate'])\n"
+        "def helper(name):\n"
+        "    return netprops.spec(Shift, name=name, inputs=(4, 3), properties=['gradcheck'])\n"
+        "helpers = [helper(n) for n in ('H1', 'H2')]\n"
+        "elsewhere = declare(name='NotRecorded')  # made by another module's function\n"
+    )
+    code = compile(source, "declarations.py", "exec")
+    exec(code, namespace)
+    declared = namespace[DECLARATIONS]
+    assert [s.name for s in declared] == ["Shift", "D", "D", "H1", "H2"]
+    assert declared[0] is namespace["a"]
+    exec(code, namespace)  # executed again (a reloaded module): identical ones replace themselves
+    assert [s.name for s in namespace[DECLARATIONS]] == ["Shift", "D", "D", "H1", "H2", "D", "D"]
+    assert namespace[DECLARATIONS][0] is namespace["a"]  # the lambdas are new objects: appended
 
 
 def test_spec_is_exported_from_netprops():
-    assert netprops.spec is netprops.spec  # the function, not the submodule
-    assert callable(netprops.spec)
+    # the function, also after `from netprops.spec import ...` imported the submodule
+    assert netprops.spec is sys.modules["netprops.spec"].spec
+    assert inspect.isfunction(netprops.spec)
     assert "spec" in netprops.__all__
 
 
-def test_default_name_of_a_partial_is_the_wrapped_function(registry):
+def test_default_name_of_a_partial_is_the_wrapped_function():
     def make_shift(offset):
         return Shift()
 
     assert declare(factory=functools.partial(make_shift, 2)).name == "make_shift"
 
 
-def test_a_lambda_needs_a_name(registry):
+def test_a_lambda_needs_a_name():
     with pytest.raises(ValueError, match="name= is required"):
         declare(factory=lambda: Shift())
     assert declare(factory=lambda: Shift(), name="Shift2").name == "Shift2"
 
 
-def test_unknown_property_lists_the_valid_names(registry):
+def test_unknown_property_lists_the_valid_names():
     with pytest.raises(ValueError, match=r"properties\[1\] must be one of") as info:
         declare(properties=("batch_independent", "batch_indep"))
     for name in PROPERTIES:
@@ -126,35 +141,13 @@ def test_unknown_property_lists_the_valid_names(registry):
         ({"options": {"batch_independent": {"seed": 1}}}, ValueError, r"must not set \['seed'\]"),
     ],
 )
-def test_bad_arguments_are_rejected(registry, kwargs, error, match):
+def test_bad_arguments_are_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
         declare(**kwargs)
-    assert registered_specs() == ()
-
-
-def test_a_name_declared_elsewhere_is_rejected(registry):
-    netprops.spec(Shift, inputs=(4, 3), properties=["gradcheck"])
-    with pytest.raises(ValueError, match=r"'Shift' is already declared at .*test_spec\.py:\d+"):
-        netprops.spec(Shift, inputs=(4, 3), properties=["gradcheck"])
-
-
-def test_the_same_declaration_executed_twice_registers_once(registry):
-    # e.g. a module imported under two names: same file and line -> replaced, not duplicated
-    specs = [netprops.spec(Shift, inputs=(4, 3), properties=["gradcheck"]) for _ in range(2)]
-    assert registered_specs() == (specs[1],)
-
-
-def test_push_and_pop_isolate_registrations(registry):
-    declare()
-    inner = push_registry()
-    assert registered_specs() == ()
-    declare()  # same name: no clash with the outer registry
-    pop_registry(inner)
-    assert [s.name for s in registered_specs()] == ["Shift"]
 
 
 # --------------------------------------------------------------------------- the case matrix
-def test_cases_cover_property_device_dtype_with_fixed_axes(registry):
+def test_cases_cover_property_device_dtype_with_fixed_axes():
     s = declare(
         properties=("batch_independent", "gradcheck", "device_parity"),
         not_applicable={"expectation_equal": "deterministic layer"},
@@ -188,7 +181,7 @@ def test_cases_cover_property_device_dtype_with_fixed_axes(registry):
 
 
 # --------------------------------------------------------------------------- build and inputs
-def test_build_is_a_pure_function_of_the_seed(registry, device):
+def test_build_is_a_pure_function_of_the_seed(device):
     s = declare(factory=lambda: nn.Linear(3, 2), name="Lin")
     a = s.build(device, torch.float64, seed=1)
     b = s.build(device, torch.float64, seed=1)
@@ -199,13 +192,13 @@ def test_build_is_a_pure_function_of_the_seed(registry, device):
     assert not torch.equal(a.weight, c.weight)
 
 
-def test_build_rejects_a_factory_that_returns_no_module(registry):
+def test_build_rejects_a_factory_that_returns_no_module():
     s = declare(factory=lambda: "nope", name="Nope")
     with pytest.raises(TypeError, match=r"must return a torch\.nn\.Module, got str"):
         s.build()
 
 
-def test_make_input_from_a_shape_is_seeded_normal(registry, device):
+def test_make_input_from_a_shape_is_seeded_normal(device):
     s = declare()
     x = s.make_input(device, torch.float64, seed=3)
     assert x.shape == (4, 3)
@@ -215,7 +208,7 @@ def test_make_input_from_a_shape_is_seeded_normal(registry, device):
     assert not torch.equal(x, s.make_input(device, torch.float64, seed=4))
 
 
-def test_make_input_calls_the_input_factory(registry, device):
+def test_make_input_calls_the_input_factory(device):
     seen = []
 
     def inputs(generator, dev, dtype):
@@ -238,20 +231,20 @@ def test_make_input_calls_the_input_factory(registry, device):
         ),
     ],
 )
-def test_make_input_rejects_bad_factory_results(registry, inputs, error, match):
+def test_make_input_rejects_bad_factory_results(inputs, error, match):
     with pytest.raises(error, match=match):
         declare(inputs=inputs).make_input("cpu", torch.float32)
 
 
 # --------------------------------------------------------------------------- check()
-def test_check_runs_the_property_and_reports_its_seed(registry, device):
+def test_check_runs_the_property_and_reports_its_seed(device):
     s = declare(factory=lambda: nn.LayerNorm(3), name="LN", properties=("batch_independent",))
     result = s.check("batch_independent", device=device, dtype=torch.float64, seed=5)
     assert result.check == "check_batch_independent"
     assert result.seed == 5
 
 
-def test_check_violation_names_the_spec_and_how_to_replay(registry, device):
+def test_check_violation_names_the_spec_and_how_to_replay(device):
     s = declare(factory=BatchCentered)
     with pytest.raises(netprops.PropertyViolation) as info:
         s.check("batch_independent", device=device, seed=2)
@@ -264,7 +257,7 @@ def test_check_violation_names_the_spec_and_how_to_replay(registry, device):
     )
 
 
-def test_check_rejects_undeclared_properties_and_other_gradcheck_dtypes(registry):
+def test_check_rejects_undeclared_properties_and_other_gradcheck_dtypes():
     s = declare(properties=("gradcheck",))
     with pytest.raises(ValueError, match="property must be one of 'gradcheck'"):
         s.check("batch_independent")
@@ -273,7 +266,7 @@ def test_check_rejects_undeclared_properties_and_other_gradcheck_dtypes(registry
     assert s.check("gradcheck", dtype=torch.float64).check == "check_gradcheck"
 
 
-def test_device_parity_compares_cuda_with_the_cpu(registry):
+def test_device_parity_compares_cuda_with_the_cpu():
     from netprops.checks.parity import CheckSkipped
 
     s = declare(factory=lambda: nn.LayerNorm(3), name="LN", properties=("device_parity",))
@@ -284,7 +277,7 @@ def test_device_parity_compares_cuda_with_the_cpu(registry):
             s.check("device_parity", device="cuda")
 
 
-def test_options_reach_the_check(registry):
+def test_options_reach_the_check():
     s = declare(options={"batch_independent": {"batch_sizes": (0,)}})
     with pytest.raises(ValueError, match="batch_sizes"):
         s.check("batch_independent")
@@ -317,13 +310,13 @@ def test_default_reference_of_dropout_is_the_identity_and_others_have_none():
     assert default_reference(transposed) is None
 
 
-def test_expectation_equal_without_a_reference_says_how_to_give_one(registry):
+def test_expectation_equal_without_a_reference_says_how_to_give_one():
     s = declare(properties=("expectation_equal",))
     with pytest.raises(ValueError, match=r"in netprops\.spec: reference=lambda module, x"):
         s.check("expectation_equal")
 
 
-def test_expectation_equal_uses_the_given_reference(registry, device):
+def test_expectation_equal_uses_the_given_reference(device):
     options = {"expectation_equal": {"n_samples": 200}}
 
     def declare_dropout(name, reference):
@@ -342,7 +335,7 @@ def test_expectation_equal_uses_the_given_reference(registry, device):
         wrong.check("expectation_equal", device=device)
 
 
-def test_drop_rate_needs_p(registry):
+def test_drop_rate_needs_p():
     s = declare(properties=("drop_rate",))
     with pytest.raises(ValueError, match="has no attribute `p`"):
         s.check("drop_rate")
@@ -350,7 +343,7 @@ def test_drop_rate_needs_p(registry):
     assert d.check("drop_rate").check == "check_drop_rate"
 
 
-def test_masks_independent_through_a_spec(registry):
+def test_masks_independent_through_a_spec():
     d = declare(factory=lambda: nn.Dropout(0.3), name="D", properties=("masks_independent",))
     result = d.check("masks_independent")
     assert result.check == "check_masks_independent"
@@ -388,7 +381,7 @@ def constant_mlp():
     return model
 
 
-def test_model_level_properties_run_through_their_adapters(registry, device):
+def test_model_level_properties_run_through_their_adapters(device):
     s = netprops.spec(
         mlp,
         inputs=(32, 4),
@@ -402,24 +395,7 @@ def test_model_level_properties_run_through_their_adapters(registry, device):
         broken.check("symmetry_broken", device=device)
 
 
-def test_different_declarations_from_one_line_are_rejected(registry):
-    # a loop (or a helper) declaring two modules under one derived name must not drop one
-    def declare_dropout(p):
-        return netprops.spec(
-            functools.partial(nn.Dropout, p),
-            name="Dropout",
-            inputs=(64, 32),
-            properties=["drop_rate"],
-            dtypes=(torch.float32,),
-        )
-
-    declare_dropout(0.1)
-    with pytest.raises(ValueError, match="by the same line with other arguments; pass name="):
-        declare_dropout(0.5)
-    assert len(registered_specs()) == 1
-
-
-def test_unknown_option_keys_fail_at_declaration(registry):
+def test_unknown_option_keys_fail_at_declaration():
     with pytest.raises(
         ValueError, match=r"options\['gradcheck'\] has unknown key\(s\) \['bogus'\]"
     ):
@@ -459,7 +435,7 @@ def test_perturb_constant_parameters_replaces_only_constant_tensors(device):
     assert torch.equal(twin.weight, again.weight)  # a pure function of the seed
 
 
-def test_spec_cases_get_trained_looking_parameters_unless_kept(registry, device):
+def test_spec_cases_get_trained_looking_parameters_unless_kept(device):
     s = declare(
         factory=lambda: nn.LayerNorm(3),
         name="LN",
@@ -487,7 +463,7 @@ class IgnoresAffine(nn.LayerNorm):
         return F.layer_norm(x, self.normalized_shape, None, None, self.eps)
 
 
-def test_trained_looking_parameters_tell_a_layer_that_ignores_them_apart(registry, device):
+def test_trained_looking_parameters_tell_a_layer_that_ignores_them_apart(device):
     """At ones and zeros a LayerNorm that ignores its affine equals a correct one; the
     parameters every spec case gets make the two differ."""
     good = declare(factory=lambda: nn.LayerNorm(3), name="Good")
@@ -501,7 +477,7 @@ def test_trained_looking_parameters_tell_a_layer_that_ignores_them_apart(registr
 
 
 # --------------------------------------------------------------------------- the registry
-def test_a_project_can_register_its_own_check_as_a_property(registry):
+def test_a_project_can_register_its_own_check_as_a_property():
     from netprops.checks.registry import _REGISTRY
 
     @netprops.checks.register_check("unit_rows_test_only")

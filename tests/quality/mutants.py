@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from properties.conftest import ALPHA
 from torch import nn
 
-from netprops import make_generator
+from netprops import derive_seed, make_generator
 from netprops.checks.contract import check_train_eval_contract
 from netprops.checks.gradients import check_grad_clipping, check_gradcheck
 from netprops.checks.normalization import (
@@ -52,6 +52,7 @@ from netprops.layers.dropout import DropConnectLinear, Dropout
 from netprops.layers.norm import BatchNorm1d, LayerNorm, batch_norm
 from netprops.layers.pooling import MaxPool2d, MaxPool2dFunction
 from netprops.layers.residual import ResidualMLPBlock
+from netprops.spec import perturb_constant_parameters_
 
 __all__ = ["CATALOG", "CHECK_ORDER", "Mutant", "Probe", "Twin", "twins"]
 
@@ -460,6 +461,12 @@ def bn_contract(module, seed, device):
     return check_train_eval_contract(module, _bn_input(seed, device), seed=seed)
 
 
+@_probe("check_normalized")
+def bn_normalized(module, seed, device):
+    # train mode: each channel normalized over the batch (biased variance), own affine
+    return check_normalized(module, _bn_input(seed, device))
+
+
 @_probe("check_batch_independent")
 def bn_eval_batch_independent(module, seed, device):
     return check_batch_independent(module.eval(), _bn_input(seed, device), seed=seed)
@@ -559,12 +566,19 @@ def _distinct_pool_input(seed, device):
 
 
 # =========================================================================== builders
+def trained(module, seed):
+    """``module`` with seeded trained-looking affine parameters and running statistics
+    (ones around U(0.5, 1.5), zeros around U(-0.5, 0.5)): a layer that ignores them shows."""
+    perturb_constant_parameters_(module, seed=derive_seed(seed, "mutant-parameters"))
+    return module
+
+
 def _layer_norm(cls):
-    return lambda seed, device: cls(8, device=device)
+    return lambda seed, device: trained(cls(8, device=device), seed)
 
 
 def _batch_norm(cls):
-    return lambda seed, device: cls(4, momentum=0.1, device=device)
+    return lambda seed, device: trained(cls(4, momentum=0.1, device=device), seed)
 
 
 def _dropout(cls):
@@ -668,6 +682,7 @@ BATCH_NORM = Twin(
     _batch_norm(BatchNorm1d),
     (
         bn_contract,
+        bn_normalized,
         bn_eval_batch_independent,
         _gradcheck_probe(lambda seed, device: _bn_input(seed, device).double()),
         _parity_probe(_bn_input),
@@ -896,6 +911,16 @@ def twins() -> tuple[Twin, ...]:
         seen.setdefault(mutant.twin.name, mutant.twin)
     return tuple(seen.values())
 
+
+# normalization and train/eval mutants (tests/quality/mutants_norm.py)
+from .mutants_norm import NORM_MUTANTS  # noqa: E402
+
+CATALOG += NORM_MUTANTS
+
+from .mutants_dynamics import DYNAMICS_CHECKS, DYNAMICS_MUTANTS  # noqa: E402
+
+CATALOG += DYNAMICS_MUTANTS
+CHECK_ORDER += DYNAMICS_CHECKS
 
 # the mutants of issue #12's stochastic/init/clipping/activation/pooling work
 from .mutants_stochastic import STOCHASTIC_MUTANTS  # noqa: E402

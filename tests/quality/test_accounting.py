@@ -32,6 +32,9 @@ STATISTICAL_CHECKS = (
     "check_init_distribution",
     "check_variance_preserved",
     "check_model_variance",
+    "check_dead_units",
+    "check_saturation",
+    "check_initial_loss",
 )
 PACKAGES = ("properties", "quality")
 

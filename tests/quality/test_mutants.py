@@ -23,12 +23,17 @@ FAMILIES = {
     "init",
     "LayerNorm",
     "BatchNorm",
+    "RMSNorm",
+    "GroupNorm",
+    "InstanceNorm",
     "Dropout",
     "DropConnect",
     "residual",
     "activation",
     "pooling",
     "clipping",
+    "dynamics",
+    "structure",
 }
 
 

@@ -361,9 +361,12 @@ def test_correct_batch_norm_eval_matches_f_batch_norm(device, cls, dtype, affine
     before = _state(bn)
     result = check_train_eval_contract(bn, _randn(shape, 33, device, dtype, offset=-2.0), seed=2)
     assert result.details["batchnorm_eval"] == {"module": "F.batch_norm with running statistics"}
-    eval_scores = [v for k, v in result.details["scores"].items() if "F.batch_norm" in k]
+    assert result.details["batchnorm_train"] == {"module": "F.batch_norm with batch statistics"}
+    eval_scores = [v for k, v in result.details["scores"].items() if "running statistics" in k]
     assert len(eval_scores) == 2  # the eval pass and the eval forward after the train forward
     assert max(eval_scores) <= 1.0
+    train_scores = [v for k, v in result.details["scores"].items() if "batch statistics" in k]
+    assert len(train_scores) == 1 and train_scores[0] <= 1.0
     _assert_same_state(bn, before)
 
 
@@ -384,7 +387,11 @@ def test_untracked_batch_norm_uses_batch_stats_in_eval_legitimately(device, fact
     if bn.running_mean is not None:  # BatchNorm-like by its buffers, but exempt
         assert "track_running_stats=False" in result.details["batchnorm_eval"]["module"]
         assert "track_running_stats=False" in result.details["batchnorm_like"]["module"]
-    assert not any("F.batch_norm" in k for k in result.details["scores"])
+    # no running statistics: eval normalizes with the batch's, and that is what is checked
+    assert not any("running statistics" in k for k in result.details["scores"])
+    eval_scores = [v for k, v in result.details["scores"].items() if "eval" in k]
+    assert len(eval_scores) == 2 and max(eval_scores) <= 1.0
+    assert "batch statistics" in result.details["batchnorm_eval"]["module"]
     _assert_same_state(bn, before)
 
 
@@ -525,3 +532,263 @@ def test_netprops_dropout_layers_keep_the_contract(device):
     assert net[2].generator is None
     assert net[2]._pending_seed == 5
     assert conv.last_mask is None
+
+
+# --------------------------------------------------------------------------- train → eval → train
+class InPlaceWeightDrop(nn.Linear):
+    """Bug: the training forward writes its dropped weights into the parameter, in place."""
+
+    def __init__(self, *args, p: float = 0.5, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.p = p
+
+    def forward(self, x):
+        if self.training:
+            keep = (torch.rand_like(self.weight) > self.p).to(self.weight.dtype)
+            with torch.no_grad():
+                self.weight.mul_(keep / (1 - self.p))
+        return F.linear(x, self.weight, self.bias)
+
+
+class FusesInEval(nn.Linear):
+    """Bug: eval caches a fused [W | b] matrix that the next training forward trips over."""
+
+    def forward(self, x):
+        fused = getattr(self, "fused", None)
+        if not self.training:
+            self.fused = torch.cat([self.weight, self.bias[:, None]], dim=1)
+            return F.linear(x, self.weight, self.bias)
+        if fused is not None:
+            return F.linear(x, fused)  # shape mismatch: raises
+        return F.linear(x, self.weight, self.bias)
+
+
+class StickyEvalDropout(nn.Module):
+    """Bug: eval sets p to 0 (to be the identity) and never puts it back."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training:
+            self.p = 0.0
+            return x
+        return F.dropout(x, self.p, training=True)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (
+            lambda d: InPlaceWeightDrop(8, 5, p=0.5, device=d),
+            r"train-mode forward changed the module's parameters \['weight'\]",
+        ),
+        (
+            lambda d: FusesInEval(8, 5, device=d),
+            "train-mode forward after the eval-mode forwards raised RuntimeError",
+        ),
+        (
+            lambda d: StickyEvalDropout(0.3),
+            "train-mode forward after the eval-mode forwards differs from the same forward",
+        ),
+    ],
+    ids=["weight-drop-in-place", "crash-after-eval", "changed-after-eval"],
+)
+def test_layers_that_break_across_train_eval_train_fail(device, factory, message):
+    with seeded_global_rng(0):
+        module = factory(device)
+    before = _state(module)
+    with pytest.raises(PropertyViolation, match=message):
+        check_train_eval_contract(module, _randn((4, 8), 50, device), seed=3)
+    _assert_same_state(module, before)  # the parameter the forward overwrote is restored
+    assert not hasattr(module, "fused")
+    assert getattr(module, "p", 0.3) in (0.3, 0.5)
+
+
+class UnbiasedOutputBatchNorm(nn.BatchNorm1d):
+    """Bug: running statistics right, but the TRAINING output uses the unbiased variance."""
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        super().forward(x)  # the running statistics move as they should
+        var, mean = torch.var_mean(x, dim=0, correction=1)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class PerPixelOutputBatchNorm2d(nn.BatchNorm2d):
+    """Bug: running statistics right, training statistics per (channel, pixel)."""
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        super().forward(x)
+        var, mean = torch.var_mean(x, dim=0, keepdim=True, correction=0)
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape"), [(UnbiasedOutputBatchNorm, (6, 4)), (PerPixelOutputBatchNorm2d, (3, 4, 2, 2))]
+)
+def test_batch_norm_training_output_is_compared_with_f_batch_norm(device, cls, shape):
+    with seeded_global_rng(0):
+        net = nn.Sequential(nn.Identity(), cls(4)).to(device)
+    with pytest.raises(PropertyViolation, match=r"'1' .*does not compute F\.batch_norm .*in train"):
+        check_train_eval_contract(net, _randn(shape, 51, device, offset=1.0))
+
+
+class NoisyLinear(nn.Linear):
+    """Gaussian weight noise in training (no ``p``); eval is the plain layer unless ``shrink``."""
+
+    def __init__(self, *args, shrink: float = 1.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.shrink = shrink
+        self.generator = make_generator(5, self.weight.device)
+
+    def forward(self, x):
+        if self.training:
+            noise = torch.randn(
+                self.weight.shape, generator=self.generator, device=x.device, dtype=x.dtype
+            )
+            return F.linear(x, self.weight * (1 + 0.1 * noise), self.bias)
+        return F.linear(x, self.shrink * self.weight, self.bias)
+
+
+def test_a_layer_random_in_train_is_recognized_by_behaviour(device):
+    with seeded_global_rng(0):
+        good = NoisyLinear(8, 5, device=device)
+        bad = NoisyLinear(8, 5, shrink=0.9, device=device)
+    result = check_train_eval_contract(good, _randn((4, 8), 52, device))
+    assert result.details["dropout_like"] == {"module": "F.linear"}
+    assert "plain layer" in result.details["random_in_train"]["module"]
+    with pytest.raises(PropertyViolation, match=r"differs from F\.linear with its weights"):
+        check_train_eval_contract(bad, _randn((4, 8), 52, device))
+    # random without a derivable reference: reported, not judged (torch's RReLU is correct)
+    result = check_train_eval_contract(nn.RReLU(), _randn((4, 8), 53, device))
+    assert "no eval reference" in result.details["random_in_train"]["module"]
+    assert result.details["dropout_like"] == {}
+
+
+class GaussianDropout(nn.Module):
+    """Multiplicative N(1, σ²) noise in training; eval scales by ``eval_scale`` (1 is correct)."""
+
+    def __init__(self, sigma: float = 0.5, eval_scale: float = 1.0) -> None:
+        super().__init__()
+        self.sigma = sigma
+        self.eval_scale = eval_scale
+
+    def forward(self, x):
+        if self.training:
+            return x * (1 + self.sigma * torch.randn_like(x))
+        return x * self.eval_scale
+
+
+def test_declared_dropout_and_eval_reference(device):
+    x = _randn((4, 8), 54, device)
+    scaled = GaussianDropout(eval_scale=0.5)
+    check_train_eval_contract(scaled, x)  # undeclared: random, no reference derivable
+    with pytest.raises(PropertyViolation, match="is not the identity in eval mode"):
+        check_train_eval_contract(scaled, x, kind="dropout")
+    assert check_train_eval_contract(GaussianDropout(), x, kind="dropout").statistic == 0.0
+    result = check_train_eval_contract(scaled, x, eval_reference=lambda t: 0.5 * t)
+    assert result.details["scores"]["eval = eval_reference"] <= 1.0
+    with pytest.raises(PropertyViolation, match=r"differs from eval_reference\(x\)") as exc:
+        check_train_eval_contract(scaled, x, eval_reference=lambda t: t, seed=4)
+    assert "eval_reference=...)" in str(exc.value)
+
+
+class MyBatchNorm(nn.Module):
+    """A user's BatchNorm whose statistics are not called running_mean/running_var."""
+
+    def __init__(self, channels: int, unbiased: bool = False) -> None:
+        super().__init__()
+        self.eps = 1e-5
+        self.unbiased = unbiased
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+        self.bias = nn.Parameter(torch.linspace(-0.5, 0.5, channels))
+        self.register_buffer("mu", torch.zeros(channels))
+        self.register_buffer("nu", torch.ones(channels))
+
+    def forward(self, x):
+        if not self.training:
+            return F.batch_norm(x, self.mu, self.nu, self.weight, self.bias, False, 0.0, self.eps)
+        var, mean = torch.var_mean(x, dim=0, correction=int(self.unbiased))
+        with torch.no_grad():
+            self.mu.lerp_(mean, 0.1)
+            self.nu.lerp_(x.var(0), 0.1)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def test_declared_batch_norm_gets_its_training_output_checked(device):
+    x = _randn((6, 4), 55, device, offset=2.0)
+    result = check_train_eval_contract(MyBatchNorm(4).to(device), x, kind="batch")
+    assert result.details["batchnorm_train"] == {"module": "F.batch_norm with batch statistics"}
+    assert result.details["stats_tracking"] == {"module": ["mu", "nu"]}
+    assert "not in running_mean" in result.details["batchnorm_eval"]["module"]
+    check_train_eval_contract(MyBatchNorm(4, unbiased=True).to(device), x)  # undeclared
+    with pytest.raises(PropertyViolation, match=r"does not compute F\.batch_norm"):
+        check_train_eval_contract(MyBatchNorm(4, unbiased=True).to(device), x, kind="batch")
+
+
+class BatchStatsInstanceNorm(nn.InstanceNorm1d):
+    """Bug: normalizes each channel over the batch too (BatchNorm's statistics)."""
+
+    def forward(self, x):
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_instance_norm_with_running_statistics_keeps_the_contract(device, momentum):
+    x = _randn((4, 3, 6), 56, device, offset=1.0)
+    module = nn.InstanceNorm1d(3, affine=True, track_running_stats=True, momentum=momentum)
+    result = check_train_eval_contract(module.to(device), x)
+    assert result.details["batchnorm_train"] == {"module": "F.instance_norm with batch statistics"}
+    assert "momentum" in result.details["batchnorm_like"]["module"]
+    with pytest.raises(PropertyViolation, match=r"does not compute F\.instance_norm"):
+        check_train_eval_contract(BatchStatsInstanceNorm(3).to(device), x)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda d: nn.Dropout1d(0.3),
+        lambda d: nn.Sequential(nn.Unflatten(2, (2, 2)), nn.Dropout2d(0.3)),
+        lambda d: nn.FeatureAlphaDropout(0.3),
+        lambda d: nn.RReLU(),
+        lambda d: nn.InstanceNorm1d(5, track_running_stats=True, device=d),
+        lambda d: nn.GroupNorm(5, 5, device=d),
+        lambda d: nn.RMSNorm(4, device=d),
+        lambda d: torch.nn.utils.parametrizations.spectral_norm(nn.Linear(4, 4, device=d)),
+        lambda d: nn.TransformerEncoderLayer(4, 2, 8, dropout=0.2, batch_first=True, device=d),
+    ],
+    ids=[
+        "Dropout1d",
+        "Dropout2d",
+        "FeatureAlphaDropout",
+        "RReLU",
+        "InstanceNorm1d-tracked",
+        "GroupNorm",
+        "RMSNorm",
+        "spectral_norm",
+        "TransformerEncoderLayer",
+    ],
+)
+def test_more_torch_layers_keep_the_contract(device, factory):
+    with seeded_global_rng(0):
+        module = factory(device)
+    before = _state(module)
+    for seed in range(3):
+        result = check_train_eval_contract(module, _randn((3, 5, 4), 57 + seed, device), seed=seed)
+        assert result.statistic <= 1.0
+    _assert_same_state(module, before)
+
+
+def test_contract_declarations_are_validated():
+    with pytest.raises(ValueError, match="kind must be one of 'dropout', 'batch', 'instance'"):
+        check_train_eval_contract(nn.Identity(), torch.ones(2, 3), kind="layer")
+    with pytest.raises(TypeError, match="eval_reference must be a callable"):
+        check_train_eval_contract(nn.Identity(), torch.ones(2, 3), eval_reference=1.0)
+    with pytest.raises(ValueError, match=r"eval_reference returned shape \(2,\)"):
+        check_train_eval_contract(nn.Identity(), torch.ones(2, 3), eval_reference=lambda t: t[:, 0])

@@ -223,3 +223,99 @@ def test_max_pool_propagates_nan_like_torch(device, position):
     (g_ours,) = torch.autograd.grad(ours.sum(), x)
     (g_theirs,) = torch.autograd.grad(theirs.sum(), x)
     torch.testing.assert_close(g_ours, g_theirs, equal_nan=True)
+
+
+# --------------------------------------------------------------------------- ties, NaN, fast path
+def _few_values(
+    seed: int, shape, device: str, dtype=torch.float64, levels: int = 3
+) -> torch.Tensor:
+    """Values from a small set, so most windows hold ties (as after a ReLU, full of zeros)."""
+    g = netprops.make_generator(seed, device)
+    return torch.randint(0, levels, shape, generator=g, device=device).to(dtype)
+
+
+def _assert_same_routing(x: torch.Tensor, kernel, stride, padding) -> None:
+    """Output and input gradient equal to F.max_pool2d's (NaN where it has NaN)."""
+    y_ref, gx_ref = _run(F.max_pool2d, x, 9, kernel, stride, padding)
+    y, gx = _run(P.max_pool2d, x, 9, kernel, stride, padding)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(gx, gx_ref, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(("kernel", "stride", "padding", "hw"), [*GEOMETRIES, (2, 2, 0, (7, 9))])
+def test_max_ties_route_to_the_first_maximal_cell_like_torch(kernel, stride, padding, hw, dtype):
+    x = _few_values(11, (2, 3, *hw), "cpu", dtype)
+    _assert_same_routing(x, kernel, stride, padding)
+
+
+@fixture_ok
+@given(
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    tiling=st.booleans(),
+    extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    nan_share=st.sampled_from([0.0, 0.2, 0.6]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_max_ties_and_nans_match_torch_for_any_geometry(kernel, tiling, extra, nan_share, seed):
+    """Non-overlapping (fast path) and overlapping windows, with ties and several NaNs a window."""
+    stride = kernel if tiling else (1, 1)
+    hw = tuple(k + e for k, e in zip(kernel, extra, strict=True))
+    x = _few_values(seed, (2, 2, *hw), "cpu")
+    g = netprops.make_generator(seed + 1)
+    x[torch.rand(x.shape, generator=g) < nan_share] = float("nan")
+    _assert_same_routing(x, kernel, stride, 0)
+
+
+@pytest.mark.parametrize("fill", [float("inf"), float("-inf")])
+def test_max_fast_path_infinite_windows_route_like_torch(fill, device):
+    x = _few_values(12, (1, 2, 6, 6), device)
+    x[0, 0, :2, :2] = fill  # a whole window of ±inf
+    x[0, 1, 2, 3] = fill  # one infinite cell among finite ones
+    _assert_same_routing(x, 2, 2, 0)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+def test_max_fast_path_gradcheck_and_gradgradcheck(hw, device):
+    x = _distinct(13, (2, 2, *hw), device).requires_grad_(True)
+    args = P._pool_args(2, None, 0)
+    assert torch.autograd.gradcheck(lambda t: P.MaxPool2dFunction.apply(t, *args), (x,))
+    with netprops.seeded_global_rng(13):  # gradgradcheck draws its grad_outputs globally
+        assert torch.autograd.gradgradcheck(lambda t: P.MaxPool2dFunction.apply(t, *args), (x,))
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), ((3, 2), (2, 1), (1, 1))])
+def test_max_without_autograd_equals_the_autograd_forward(kernel, stride, padding, device):
+    """Under no_grad (or for an input needing no gradient) only the maximum is computed."""
+    x = _few_values(14, (2, 3, 9, 8), device, levels=4)
+    x[0, 1, 3, 3] = float("nan")
+    with_grad = P.max_pool2d(x.clone().requires_grad_(True), kernel, stride, padding)
+    assert with_grad.grad_fn is not None
+    with torch.no_grad():
+        plain = P.max_pool2d(x.clone().requires_grad_(True), kernel, stride, padding)
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, with_grad.detach(), rtol=0, atol=0, equal_nan=True)
+    module = P.MaxPool2d(kernel, stride, padding)
+    torch.testing.assert_close(module(x), plain, rtol=0, atol=0, equal_nan=True)
+
+
+def test_max_fast_path_on_channels_last_and_strided_input(device):
+    base = _distinct(15, (2, 4, 10, 12), device)
+    for x in (base.to(memory_format=torch.channels_last), base[:, ::2, 1:, 2:]):
+        _compare("max", x, 2, 2, 0)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1)])
+def test_max_non_finite_upstream_gradient_reaches_the_winner_only(kernel, stride, padding, device):
+    x = _distinct(16, (1, 2, 6, 7), device)
+    y_ref = F.max_pool2d(x.clone().requires_grad_(True), kernel, stride, padding)
+    grad_out = torch.ones_like(y_ref)
+    grad_out[0, 0, 0, 0] = float("inf")
+    grad_out[0, 1, 1, 1] = float("nan")
+    grads = []
+    for fn in (F.max_pool2d, P.max_pool2d):
+        leaf = x.clone().requires_grad_(True)
+        fn(leaf, kernel, stride, padding).backward(grad_out)
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0, equal_nan=True)
+    assert grads[1].isnan().sum() == 1 and grads[1].isinf().sum() == 1

@@ -173,6 +173,39 @@ def test_train_accuracy_counts_the_batches_since_last_eval(tiny, device):
     assert history.train_accuracy == [pytest.approx(labels0, abs=1e-12)]
 
 
+def test_train_accuracy_across_epochs_and_mid_epoch_evaluations(tiny, device):
+    """Each entry is the share of the examples seen since the previous evaluation that the
+    (constant) model classifies right, whatever epoch boundaries lie in between."""
+
+    class Constant(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([0.0, 0.0, 10.0] + [0.0] * 7))
+
+        def forward(self, x):
+            return self.bias.expand(x.shape[0], 10)
+
+    model = BatchRecorder(Constant())
+    # 300 examples in batches of 64: 5 steps an epoch; evaluations at 4, 8 and 12 straddle
+    # the epoch ends at 5 and 10.
+    history = train(model, tiny, steps=12, batch_size=64, eval_every=4, lr=1e-9, device=device)
+    split = tiny.train.to(device)
+    label_of = {
+        row.cpu().numpy().tobytes(): int(y)
+        for row, y in zip(split.float(), split.labels, strict=True)
+    }
+    assert len(label_of) == len(split)  # every image is unique, so rows identify examples
+    seen = [[label_of[row.cpu().numpy().tobytes()] for row in batch] for batch in model.batches]
+    expected = [
+        sum(label == 2 for batch in seen[s : s + 4] for label in batch)
+        / sum(len(batch) for batch in seen[s : s + 4])
+        for s in (0, 4, 8)
+    ]
+    assert history.eval_steps == [4, 8, 12]
+    assert history.train_accuracy == pytest.approx(expected, abs=1e-12)
+    assert len(set(expected)) > 1  # the entries are not all the same share
+
+
 def test_track_nothing_records_only_evaluations(tiny, device):
     history = train(small_mlp(), tiny, steps=3, device=device, track=())
     assert history.train_loss == []
@@ -453,6 +486,10 @@ def test_grad_norm_tracking_survives_a_parameter_without_gradient():
     history = train(_WithUnused(), data, steps=3, batch_size=32, seed=0)
     assert history.grad_norms["unused"] == [0.0, 0.0, 0.0]
     assert all(v > 0 for v in history.grad_norms["fc"])
+    with netprops.seeded_global_rng(0):  # the same first Linear, without the unused layer
+        alone = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    reference = train(alone, data, steps=3, batch_size=32, seed=0)
+    assert history.grad_norms["fc"] == reference.grad_norms["1"]
 
 
 class _Tied(nn.Module):
@@ -507,3 +544,54 @@ def test_empty_splits_and_a_last_batch_of_one_under_batchnorm_are_clear_errors()
         train(_WithUnused(), dataclasses.replace(full, train=empty), steps=3)
     with pytest.raises(ValueError, match="at least 1 test example"):
         train(_WithUnused(), dataclasses.replace(full, test=empty), steps=3)
+
+
+# ------------------------------------------------------- what train() caches between calls
+
+
+def test_repeated_runs_on_a_subset_reuse_its_conversion(tiny):
+    """train_subset draws the same subset object each time, so its float tensor is made once."""
+    train(small_mlp(), tiny, steps=1, train_subset=50)
+    subset = tiny.train.subset(50, seed=0)
+    converted = subset.float()
+    train(small_mlp(), tiny, steps=1, train_subset=50)
+    assert tiny.train.subset(50, seed=0) is subset
+    assert subset.float() is converted
+
+
+def _normalized(split: Split) -> torch.Tensor:
+    mean = torch.tensor(split.mean).view(1, -1, 1, 1)
+    std = torch.tensor(split.std).view(1, -1, 1, 1)
+    return (split.images.float() / 255.0 - mean) / std
+
+
+def test_cached_conversions_are_rebuilt_after_in_place_writes():
+    data = synthetic_dataset(n_train=40, n_test=8, image_shape=(1, 4, 4), seed=1)
+    split = data.train
+    first = split.float()
+    first.add_(1.0)  # a caller scribbles on the shared tensor
+    again = split.float()
+    assert again is not first
+    torch.testing.assert_close(again, _normalized(split), rtol=0, atol=0)
+
+    subset = split.subset(10, seed=2)
+    split.images[:, :, 0, 0] = 255  # the source images change in place
+    torch.testing.assert_close(split.float(), _normalized(split), rtol=0, atol=0)
+    fresh = split.subset(10, seed=2)
+    assert fresh is not subset
+    assert bool((fresh.images[:, :, 0, 0] == 255).all())
+    fresh.labels.zero_()  # a derived split modified in place is not served again either
+    assert split.subset(10, seed=2) is not fresh
+
+
+def test_subset_cache_keeps_the_last_four():
+    split = synthetic_dataset(n_train=40, n_test=8, image_shape=(1, 4, 4), seed=1).train
+    subsets = [split.subset(5 + k, seed=0) for k in range(5)]
+    assert all(split.subset(5 + k, seed=0) is subsets[k] for k in range(1, 5))
+    assert split.subset(5, seed=0) is not subsets[0]  # the oldest was dropped
+    assert torch.equal(split.subset(5, seed=0).images, subsets[0].images)
+
+
+def test_moving_a_split_is_cached_per_device(tiny, device):
+    assert tiny.train.to(device) is tiny.train.to(device)
+    assert tiny.to(device).train is tiny.train.to(device)
