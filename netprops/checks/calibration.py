@@ -6,7 +6,7 @@ instead of asserting it: it runs the check on ``runs`` seeds at a loosened
 level (e.g. ``alpha = 1e-2``, where failures are frequent enough to count)
 and reports the observed rate with an exact (Clopper–Pearson) confidence
 interval. On a broken subject the same count is the check's power.
-docs/methods.md §Calibration holds the measured tables.
+docs/methods.md §Calibration and power holds the measured tables.
 
 Example
 -------

@@ -15,7 +15,7 @@ Dropout is checked through :class:`ExactVarianceDropout`, which adds the exact
 ``Var y = x²·p/(1−p)``; the check then also tests that reported variance.
 
 The ``*_false_failure_rate`` tests are the cheap version of the calibration
-table in docs/methods.md §Calibration: a few hundred runs at ``alpha = 0.05``
+table in docs/methods.md §Calibration and power: a few hundred runs at ``alpha = 0.05``
 on correct layers, failing when the count of rejections is above what a rate of
 0.05 allows at probability ``ALPHA`` (exact binomial bound).
 """

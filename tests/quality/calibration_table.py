@@ -1,4 +1,4 @@
-"""The calibration (false-failure) and power tables of docs/methods.md §Calibration.
+"""The calibration (false-failure) and power tables of docs/methods.md §Calibration and power.
 
 Run from the repository root::
 
