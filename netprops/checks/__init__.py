@@ -9,6 +9,10 @@ the seed and a one-line reproduction when it does not."""
 from __future__ import annotations
 
 from ..errors import PropertyViolation
+from .calibration import (
+    Calibration,
+    calibrate,
+)
 from .contract import (
     ModuleSnapshot,
     check_train_eval_contract,
@@ -103,6 +107,7 @@ __all__ = [
     "DISTRIBUTIONS",
     "VARIANCE_NONLINEARITIES",
     "ActivationRecorder",
+    "Calibration",
     "CheckCall",
     "CheckResult",
     "CheckSkipped",
@@ -119,6 +124,7 @@ __all__ = [
     "bernstein_upper",
     "binom_interval",
     "binom_upper",
+    "calibrate",
     "check_batch_independent",
     "check_can_overfit",
     "check_causal",

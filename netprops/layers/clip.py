@@ -22,7 +22,15 @@ _EPS = 1e-6  # keeps the coefficient finite for a zero norm (same constant as to
 
 
 def _check_order(name: str, value: Any, *, allow_zero: bool) -> float:
-    """A real number, not NaN, ``> 0`` (``>= 0`` with ``allow_zero``); ``inf`` is allowed."""
+    """A real number or a one-element real tensor (as torch's ``float(value)`` accepts), not
+    NaN, ``> 0`` (``>= 0`` with ``allow_zero``); ``inf`` is allowed."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
+            raise TypeError(
+                f"{name} must be a real number or a one-element real tensor, got a "
+                f"{value.dtype} tensor of shape {tuple(value.shape)}"
+            )
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
@@ -63,9 +71,10 @@ def clip_grad_norm_(
     parameters : Tensor or iterable of Tensor
         Tensors whose ``.grad`` is clipped; those with ``grad is None`` are ignored.
         A generator is consumed once.
-    max_norm : float
-        Largest allowed total norm, ``>= 0`` (``inf`` only measures).
-    norm_type : float
+    max_norm : float or one-element tensor
+        Largest allowed total norm, ``>= 0`` (``inf`` only measures). A one-element
+        tensor is read with ``.item()``, as torch's ``float(max_norm)`` does.
+    norm_type : float or one-element tensor
         Order ``p > 0`` of the norm; ``math.inf`` for the max-abs norm.
     error_if_nonfinite : bool
         Raise instead of clipping when the total norm is NaN or infinite.

@@ -1,4 +1,4 @@
-"""Dropout and DropConnect with explicit generators (METHODS.md §3).
+"""Dropout and DropConnect with explicit generators (docs/methods.md §Monte Carlo checks).
 
 Conventions: ``p`` is the DROP probability (PyTorch's convention; Srivastava
 2014 and Wan 2013 write p for the keep probability ``q = 1 − p``). Training

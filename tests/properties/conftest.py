@@ -1,4 +1,4 @@
-"""Shared settings of the property suite, and its false-failure accounting (METHODS.md §3).
+"""Shared settings of the property suite, and its false-failure accounting (docs/methods.md §Calibration and power).
 
 Every statistical assertion in tests/properties and tests/quality calls a public
 check at level ``ALPHA``: a correct layer fails it with probability at most

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from netprops import PropertyViolation
 from netprops.checks.gradients import check_grad_clipping
 from netprops.layers.clip import clip_grad_norm_
 from netprops.strategies import seeds
@@ -64,3 +66,54 @@ def test_clip_grad_norm_equals_torch(device, shapes, max_norm, norm_type, scale,
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a.grad, b.grad)
     assert bare.grad is None
+
+
+def _total_norm(params, norm_type):
+    norms = [torch.linalg.vector_norm(p.grad, norm_type) for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms), norm_type)
+
+
+def _scaled_clip(rule):
+    """A clip function that scales every gradient by ``rule(max_norm, total)`` above the limit."""
+
+    def clip(parameters, max_norm, norm_type=2.0):
+        params = [p for p in parameters if p.grad is not None]
+        total = _total_norm(params, norm_type)
+        if total > max_norm:
+            coef = rule(max_norm, total)
+            for p in params:
+                p.grad.mul_(coef)
+        return total
+
+    return clip
+
+
+OVER_SHRINKING = {
+    "zeroes": _scaled_clip(lambda m, t: 0.0),
+    "squares the coefficient": _scaled_clip(lambda m, t: (m / (t + 1e-6)) ** 2),
+    "clips to 0.99 max_norm": _scaled_clip(lambda m, t: 0.99 * m / (t + 1e-6)),
+}
+
+
+@given(
+    bug=st.sampled_from(sorted(OVER_SHRINKING)),
+    max_norm=max_norms,
+    norm_type=norm_types,
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=seeds(),
+)
+@example(
+    bug="clips to 0.99 max_norm", max_norm=1e-3, norm_type=math.inf, dtype=torch.float32, seed=0
+)
+@hypothesis_settings()
+def test_clipping_below_max_norm_is_caught(device, bug, max_norm, norm_type, dtype, seed):
+    # the norm stays under max_norm and the direction is kept: only the lower bound sees it
+    with pytest.raises(PropertyViolation, match="more than clipping to max_norm needs"):
+        check_grad_clipping(
+            OVER_SHRINKING[bug],
+            max_norm=max_norm,
+            norm_type=norm_type,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+        )

@@ -1,4 +1,4 @@
-"""Variance preservation at initialization (METHODS.md §1), on drawn widths, depths and seeds.
+"""Variance preservation at initialization (docs/methods.md §Variance preservation), on drawn widths, depths and seeds.
 
 Xavier keeps E[z²] through linear layers and, with tanh's gain 5/3, near the
 mean-field fixed point; He keeps it through ReLU / leaky ReLU; plain N(0, 1) or
@@ -25,8 +25,10 @@ import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
+from scipy import stats
 
 from netprops import PropertyViolation, make_generator
+from netprops.checks.calibration import calibrate
 from netprops.checks.stats import z_two_sided
 from netprops.checks.variance import (
     check_init_distribution,
@@ -44,7 +46,7 @@ from netprops.init import (
 )
 from netprops.strategies import seeds
 
-from .conftest import ALPHA, hypothesis_settings, randn, statistical
+from .conftest import ALPHA, hypothesis_settings, randn, register_seeded, statistical
 
 VP_ALPHA = ALPHA / 8
 N_NETWORKS = 8
@@ -204,12 +206,6 @@ def test_initializers_draw_the_formula_law(device, name, out_f, in_f, kernel, pa
 
 
 # --------------------------------------------------------------------------- whole networks
-def _model_band(depth: int, width: int) -> tuple[float, float]:
-    """exp(±z·√(5L/n)): the log-sd of a ReLU signal after L He layers of width n (METHODS §1)."""
-    half = z_two_sided(ALPHA / 4) * math.sqrt(5 * depth / width)
-    return math.exp(-half), math.exp(half)
-
-
 @statistical(max_examples=5)
 @given(depth=st.integers(2, 5), batch=st.integers(8, 32), seed=seeds())
 @example(depth=2, batch=8, seed=0)
@@ -218,9 +214,11 @@ def test_he_network_keeps_forward_and_backward_moments(device, depth, batch, see
     sizes = (64, *([width] * depth), 10)
     model = NetworkInitializer("relu", "he", sizes).build(make_generator(seed, device))
     x = randn((batch, 64), seed + 1, device)
-    band = _model_band(depth, width)
-    result = check_model_variance(model, x, band=band, seed=seed)
-    assert band[0] <= result.statistic <= band[1]
+    result = check_model_variance(model, x, seed=seed, alpha=ALPHA)
+    assert result.bound[0] <= result.statistic <= result.bound[1]
+    assert result.alpha == ALPHA  # derived bands: a stated level for plain stacks like this one
+    # every layer is compared, the first one against the input and the output layer too
+    assert len(result.details["ratios"]) == 1 + depth + (depth - 1)
 
 
 @given(
@@ -236,6 +234,81 @@ def test_plain_normal_network_leaves_the_band(device, scheme, depth, seed):
     sizes = (64, *([256] * depth), 10)
     model = NetworkInitializer("relu", name, sizes, **params).build(make_generator(seed, device))
     x = randn((16, 64), seed + 1, device)
-    # ×128 (std 1) or ×0.0128 (std 0.01) per layer: out of any band after 2 layers
+    # ×128 (std 1) or ×0.0128 (std 0.01) per layer: out of any derived band after 2 layers
     with pytest.raises(PropertyViolation, match="check_model_variance"):
-        check_model_variance(model, x, band=_model_band(depth, 256), seed=seed)
+        check_model_variance(model, x, seed=seed, alpha=ALPHA)
+
+
+# --------------------------------------------------------------------------- calibration
+CALIBRATION_RUNS = 150
+CALIBRATION_ALPHA = 0.05
+#: Most rejections out of CALIBRATION_RUNS a rate <= CALIBRATION_ALPHA gives at probability
+#: >= 1 − ALPHA (exact binomial bound); each test below is one statistical use at ALPHA.
+MAX_REJECTIONS = int(stats.binom.isf(ALPHA, CALIBRATION_RUNS, CALIBRATION_ALPHA))
+
+INIT_CASES = {
+    "normal": (xavier_normal_, lambda shape: math.sqrt(2 / sum(_fans(shape))), {}),
+    "uniform": (xavier_uniform_, lambda shape: math.sqrt(2 / sum(_fans(shape))), {}),
+    "truncated_normal": (
+        functools.partial(torch.nn.init.trunc_normal_, std=0.5, a=-1.0, b=1.0),
+        lambda shape: 0.5,
+        {"truncation": (-1.0, 1.0)},
+    ),
+}
+
+
+@pytest.mark.parametrize("law", sorted(INIT_CASES))
+def test_init_distribution_false_failure_rate(device, law):
+    fn, std, extra = INIT_CASES[law]
+    shape = (8, 12)  # small: the exact and Chernoff bounds must hold at any size
+    result = calibrate(
+        check_init_distribution,
+        lambda seed: fn,
+        runs=CALIBRATION_RUNS,
+        alpha=CALIBRATION_ALPHA,
+        shape=shape,
+        expected_std=std(shape),
+        distribution=law,
+        device=device,
+        **extra,
+    )
+    assert result.failures <= MAX_REJECTIONS, str(result)
+
+
+register_seeded(test_init_distribution_false_failure_rate, 1, cases=len(INIT_CASES))
+
+
+def test_variance_preserved_false_failure_rate(device):
+    # ReLU at width 16: the depth test's exact law has the heavy left tail the normal
+    # approximation missed
+    result = calibrate(
+        check_variance_preserved,
+        lambda seed: he_normal_,
+        runs=CALIBRATION_RUNS,
+        alpha=CALIBRATION_ALPHA,
+        nonlinearity="relu",
+        width=16,
+        depth=3,
+        n_networks=2,
+        device=device,
+    )
+    assert result.failures <= MAX_REJECTIONS, str(result)
+
+
+register_seeded(test_variance_preserved_false_failure_rate, 1)
+
+
+def test_model_variance_false_failure_rate(device):
+    # the stated level holds for plain ReLU stacks with Gaussian weights and zero biases
+    def make(seed):
+        sizes = (16, 32, 32, 32, 4)
+        model = NetworkInitializer("relu", "he", sizes).build(make_generator(seed, device))
+        return model, randn((8, 16), seed + 1, device)
+
+    # each run is a forward and backward pass: fewer runs at a looser level
+    runs, level = 40, 0.2
+    result = calibrate(check_model_variance, make, runs=runs, alpha=level)
+    assert result.failures <= stats.binom.isf(ALPHA, runs, level), str(result)
+
+
+register_seeded(test_model_variance_false_failure_rate, 1)

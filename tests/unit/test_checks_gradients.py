@@ -74,17 +74,73 @@ def always_scales(parameters, max_norm, norm_type=2.0):
     return total
 
 
+def _total(params, norm_type):
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.stack([torch.linalg.vector_norm(g, norm_type) for g in grads]).norm(norm_type)
+
+
+def zeroes_above(parameters, max_norm, norm_type=2.0):
+    """Zeroes the gradients when their norm is above the limit (the norm is then <= max_norm)."""
+    params = [p for p in parameters if p.grad is not None]
+    total = _total(params, norm_type)
+    if total > max_norm:
+        for p in params:
+            p.grad.zero_()
+    return total
+
+
+def squares_coefficient(parameters, max_norm, norm_type=2.0):
+    """Scales by (max_norm/total)²: one common factor, norm under the limit, but too small."""
+    params = [p for p in parameters if p.grad is not None]
+    total = _total(params, norm_type)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0) ** 2
+    for p in params:
+        p.grad.mul_(coef)
+    return total
+
+
+def halves_to_be_safe(parameters, max_norm, norm_type=2.0):
+    """Clips to max_norm / 2: a margin that the lower bound must catch."""
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm / 2, norm_type=norm_type)
+
+
+def without_torch_epsilon(parameters, max_norm, norm_type=2.0):
+    """Scales by exactly max_norm / total (no 1e-6): the clipped norm is max_norm exactly."""
+    params = [p for p in parameters if p.grad is not None]
+    total = _total(params, norm_type)
+    coef = torch.clamp(max_norm / total, max=1.0)
+    for p in params:
+        p.grad.mul_(coef)
+    return total
+
+
 @pytest.mark.parametrize(
     ("clip_fn", "pattern"),
     [
         (per_parameter_clip, "direction|exceeds"),
         (returns_norm_after, "expected the total norm before clipping"),
         (always_scales, "changed although their norm was under the limit"),
+        (zeroes_above, r"scaled by 0, more than clipping to max_norm needs"),
+        (squares_coefficient, "more than clipping to max_norm needs"),
+        (halves_to_be_safe, "more than clipping to max_norm needs"),
     ],
 )
 def test_broken_clipping_is_caught(device, clip_fn, pattern):
     with pytest.raises(netprops.PropertyViolation, match=pattern):
         check_grad_clipping(clip_fn, device=device)
+
+
+@pytest.mark.parametrize("norm_type", NORMS)
+@pytest.mark.parametrize("max_norm", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_the_lower_bound_allows_torchs_epsilon_and_its_absence(device, norm_type, max_norm, dtype):
+    # at max_norm = 1e-3 the total norm is 1e-2 and torch's 1e-6 shifts the coefficient by 1e-4,
+    # far beyond float32 rounding: both conventions must pass, and the clipped norm is max_norm
+    for clip_fn in (torch.nn.utils.clip_grad_norm_, without_torch_epsilon):
+        result = check_grad_clipping(
+            clip_fn, max_norm=max_norm, norm_type=norm_type, device=device, dtype=dtype
+        )
+        assert result.statistic <= result.bound
 
 
 def test_grad_clipping_validation():

@@ -2,7 +2,7 @@
 
 Initializers under test come from both netprops.init and torch.nn.init (with
 ``generator=``). Expected statistics are computed here from the formulas of
-METHODS.md §1 (σ_actual²/σ*², exact digamma moments, a mean-field quadrature),
+docs/methods.md §Initializers and §Variance preservation (σ_actual²/σ*², exact digamma moments, a mean-field quadrature),
 never copied from a run of the check.
 """
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy import special, stats
+from scipy import integrate, special, stats
 from torch import nn
 
 import netprops
@@ -263,6 +263,95 @@ def test_a_uniform_law_with_the_right_variance_is_not_normal(device):
     assert d == pytest.approx(distance, abs=6 / math.sqrt(math.prod(SHAPE)))
 
 
+def trunc_normal(std, a, b):
+    """``torch.nn.init.trunc_normal_`` with the ``init_fn(w, generator=g)`` signature."""
+
+    def init_fn(w, generator=None):
+        return nn.init.trunc_normal_(w, std=std, a=a, b=b, generator=generator)
+
+    return init_fn
+
+
+TN_STD = 0.02
+
+
+@pytest.mark.parametrize("c", [1.0, 2.0, 3.0])
+def test_a_truncated_normal_is_recognized_not_misread_as_uniform(device, c):
+    init_fn = trunc_normal(TN_STD, -c * TN_STD, c * TN_STD)
+    result = check_init_distribution(init_fn, SHAPE, expected_std=TN_STD, device=device)
+    assert result.details["distribution"] == "truncated_normal"
+    assert result.details["truncation_in_std"][1] == pytest.approx(c, rel=1e-2)
+    declared = check_init_distribution(
+        init_fn, SHAPE, expected_std=TN_STD, truncation=(-c * TN_STD, c * TN_STD), device=device
+    )
+    assert declared.details["law_std"] == pytest.approx(stats.truncnorm(-c, c, scale=TN_STD).std())
+
+
+def test_timms_absolute_bounds_are_a_normal_law_in_practice(device):
+    # trunc_normal_(std=0.02, a=-2, b=2) truncates at ±100σ: nothing is ever cut off
+    init_fn = trunc_normal(TN_STD, -2.0, 2.0)
+    auto = check_init_distribution(init_fn, SHAPE, expected_std=TN_STD, device=device)
+    assert auto.details["distribution"] == "normal"
+    declared = check_init_distribution(
+        init_fn, SHAPE, expected_std=TN_STD, truncation=(-2.0, 2.0), device=device
+    )
+    assert declared.details["truncation_in_std"] == (-100.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("init_fn", "pattern"),
+    [
+        (trunc_normal(TN_STD, -TN_STD, TN_STD), "stops short of the truncation bound"),
+        (trunc_normal(TN_STD / 2, -2 * TN_STD, 2 * TN_STD), "stops short|mean\\(w²\\)"),
+        (trunc_normal(TN_STD, -3 * TN_STD, 3 * TN_STD), "outside the truncation"),
+        (trunc_normal(1.3 * TN_STD, -2 * TN_STD, 2 * TN_STD), "mean\\(w²\\)|Kolmogorov"),
+    ],
+    ids=["bound-1σ", "std-halved", "bound-3σ", "std-1.3x"],
+)
+def test_a_truncated_normal_with_the_wrong_bound_or_std_fails(device, init_fn, pattern):
+    with pytest.raises(netprops.PropertyViolation, match=pattern):
+        check_init_distribution(
+            init_fn,
+            SHAPE,
+            expected_std=TN_STD,
+            truncation=(-2 * TN_STD, 2 * TN_STD),
+            device=device,
+        )
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(-2.0, 2.0), (-1.0, 3.0), (-0.5, 0.5), (-50.0, 50.0)])
+def test_squared_truncated_normal_cgf_matches_quadrature(lo, hi):
+    cgf = variance_module._squared_truncated_normal_cgf(lo, hi)
+    law = stats.truncnorm(lo, hi)
+    assert cgf(0.0)[1] == pytest.approx(law.moment(2), rel=1e-9)
+    mass = stats.norm.cdf(hi) - stats.norm.cdf(lo)
+    for t in (-3.0, -0.4, 0.2, 0.45):
+        value, slope = cgf(t)
+        # E exp(tZ²) = ∫ exp(−(1 − 2t)z²/2)/√(2π) dz / mass over [lo, hi]
+        density = lambda z, t=t, k=0: z**k * np.exp(-(1 - 2 * t) * z * z / 2)  # noqa: E731
+        m = integrate.quad(density, lo, hi, points=[0.0])[0] / math.sqrt(2 * math.pi) / mass
+        m1 = integrate.quad(density, lo, hi, args=(t, 2), points=[0.0])[0]
+        m1 /= math.sqrt(2 * math.pi) * mass
+        assert value == pytest.approx(math.log(m), rel=1e-7, abs=1e-10)
+        assert slope == pytest.approx(m1 / m, rel=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"distribution": "truncated_normal"}, ValueError, "needs truncation=\\(a, b\\)"),
+        ({"distribution": "normal", "truncation": (-1, 1)}, ValueError, "only used by"),
+        ({"truncation": (0.0, 1.0)}, ValueError, "a < 0 < b"),
+        ({"truncation": (-1.0,)}, ValueError, "must be a pair"),
+        ({"truncation": (-1.0, math.inf)}, ValueError, "truncation\\[1\\]"),
+        ({"truncation": "wide"}, TypeError, "truncation must be"),
+    ],
+)
+def test_truncation_arguments_are_validated(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        check_init_distribution(ni.he_normal_, SHAPE, expected_std=HE_STD, **kwargs)
+
+
 def test_violation_message_has_statistic_bound_seed_and_a_working_reproduction(device):
     def init_fn(w, generator):
         return ni.he_normal_(w, mode="fan_out", generator=generator)
@@ -347,7 +436,11 @@ def test_fan_modes_are_told_apart_on_any_non_square_shape(device, fan_in, swap_w
         ({"shape": (16, 0)}, ValueError, r"shape\[1\] must be an int >= 1"),
         ({"shape": 16}, TypeError, "shape must be"),
         ({"expected_std": 0.0}, ValueError, "expected_std must be a finite number > 0"),
-        ({"distribution": "laplace"}, ValueError, "'normal', 'uniform'; got 'laplace'"),
+        (
+            {"distribution": "laplace"},
+            ValueError,
+            "'normal', 'uniform', 'truncated_normal'; got 'laplace'",
+        ),
         ({"alpha": 0.0}, ValueError, "alpha must be a probability in"),
         ({"seed": -1}, ValueError, "seed must be an int >= 0"),
         ({"device": "tpu"}, ValueError, "device must be one of"),
@@ -483,10 +576,46 @@ def test_depth_band_matches_the_exact_log_chi2_moments(nonlinearity, width):
     # O(1/n²) relative in the variance (≈ 12/n³ and −17/n² for ReLU)
     assert abs(mean - exact_mean) <= 20 / width**3
     assert abs(var / exact_var - 1) <= 25 / width**2
-    # METHODS.md §1 keeps the leading terms: −5/(2n), 5/n (ReLU) and −1/n, 2/n (linear)
+    # docs/methods.md keeps the leading terms: −5/(2n), 5/n (ReLU) and −1/n, 2/n (linear)
     lead_mean, lead_var = {"relu": (-5 / 2, 5), "linear": (-1, 2)}[nonlinearity]
     assert abs(lead_mean / width - exact_mean) > abs(mean - exact_mean)
     assert abs(lead_var / width - exact_var) > abs(var - exact_var)
+
+
+@pytest.mark.parametrize("nonlinearity", ["linear", "relu"])
+@pytest.mark.parametrize("width", [16, 256])
+def test_exact_depth_law_has_the_exact_per_layer_moments(nonlinearity, width):
+    gain = math.sqrt(2) if nonlinearity == "relu" else 1.0
+    cgf, t_min = variance_module._log_norm_ratio_cgf(nonlinearity, gain, width)
+    exact_mean, exact_var = _exact_log_ratio_moments(nonlinearity, width)
+    c = 0.5 if nonlinearity == "relu" else 1.0
+    # K'(0) = E log(σ²χ²_k) = log(gain²·c) + E log(‖f(z)‖²/(c·n)); K''(0) by a central difference
+    assert cgf(0.0)[1] == pytest.approx(math.log(gain**2 * c) + exact_mean, abs=1e-12)
+    h = 1e-4
+    second = (cgf(h)[1] - cgf(-h)[1]) / (2 * h)
+    assert second == pytest.approx(exact_var, rel=1e-6)
+    assert t_min == (-width / 2 if nonlinearity == "linear" else -0.5)
+
+
+def test_depth_band_holds_its_level_under_the_exact_law():
+    # ReLU at width 16, depth 4, 4 networks, level 2e-3: simulate the statistic from its exact
+    # law (per layer log((2/16)·χ²_k), k ~ Bin(16, ½)) and count how often it leaves the band
+    width, depth, nets, alpha = 16, 4, 4, 2e-3
+    band, _, law = variance_module._depth_band("relu", 0.0, math.sqrt(2), width, depth, nets, alpha)
+    assert law.startswith("exact")
+    rng = np.random.default_rng(0)
+    runs = 400_000
+    k = rng.binomial(width, 0.5, size=(runs, depth * nets))
+    with np.errstate(divide="ignore"):  # k = 0: a dead layer, −inf (the width rule's share)
+        ratio = np.log((2 / width) * rng.chisquare(np.maximum(k, 1)) * (k > 0))
+    y = ratio.reshape(runs, depth, nets).sum(axis=1).mean(axis=1)
+    outside = int(np.sum((y < band[0]) | (y > band[1])))
+    dead = depth * nets * 2.0**-width  # counted outside too
+    assert outside <= stats.binom.isf(1e-6, runs, alpha + dead), (outside, runs * alpha)
+    # not vacuous: at most 1.6× the spread of the simulated quantiles (Chernoff's price for the
+    # heavy left tail at this width; the normal approximation's band leaves 4.4·alpha/2 below)
+    q_lo, q_hi = np.quantile(y[np.isfinite(y)], [alpha / 2, 1 - alpha / 2])
+    assert band[1] - band[0] <= 1.6 * (q_hi - q_lo)
 
 
 # ---------------------------------------------------------------- tanh: the mean-field prediction
@@ -902,3 +1031,72 @@ def test_model_variance_skips_the_gradient_band_when_no_gradient_reaches_it():
     tokens = torch.randint(0, 100, (4, 5), generator=netprops.make_generator(0))
     result = check_model_variance(model, tokens)
     assert result.details["gradient_band"].startswith("skipped: no gradient reaches")
+
+
+def _band_of(result, layer_name):
+    """The (low, high) band of a layer's forward ratio, from details["ratios"]."""
+    for line in result.details["ratios"]:
+        if line.startswith(f"{layer_name} pre-activation"):
+            low, high = line.rsplit("[", 1)[1].rstrip("]").split(", ")
+            return float(low), float(high)
+    raise KeyError(layer_name)
+
+
+def test_model_variance_bands_follow_width_depth_batch_and_alpha(device):
+    def he(widths):
+        return _mlp(device, init="he", widths=widths)
+
+    x = torch.randn(64, 32, generator=netprops.make_generator(0, device), device=device)
+    narrow = check_model_variance(he((32, 64, 64, 64, 10)), x)
+    wide = check_model_variance(he((32, 512, 512, 512, 10)), x)
+    # log half-width ∝ 1/√width for the hidden layers ('4' is the third hidden layer)
+    hi_n = _band_of(narrow, "4")[1]
+    hi_w = _band_of(wide, "4")[1]
+    assert math.log(hi_w) < 0.5 * math.log(hi_n)
+    # deeper layers get wider bands (more fluctuation accumulated)
+    assert _band_of(wide, "4")[1] > _band_of(wide, "2")[1]
+    # a looser alpha gives narrower bands
+    loose = check_model_variance(he((32, 512, 512, 512, 10)), x, alpha=1e-2)
+    assert _band_of(loose, "4")[1] < hi_w
+    # the first layer against the input: a batch of independent examples narrows the band
+    one = check_model_variance(he((32, 512, 512, 512, 10)), x[:1])
+    assert _band_of(wide, "0")[1] < _band_of(one, "0")[1]
+    assert wide.details["effective_batch"] > 10 * one.details["effective_batch"]
+    assert wide.alpha == 1e-9 and loose.alpha == 1e-2
+
+
+@pytest.mark.parametrize(
+    ("layer", "factor", "pattern"),
+    [
+        (0, 10.0, "'0' pre-activation .* vs the input"),
+        (-1, 30.0, "'6' pre-activation .* first layer"),
+    ],
+    ids=["first-layer-vs-input", "output-layer"],
+)
+def test_model_variance_compares_the_first_and_the_output_layer(device, layer, factor, pattern):
+    model = _mlp(device, init="he", widths=(128, 256, 256, 256, 10))
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        linears[layer].weight.mul_(factor)  # ×100 (first) or ×900 (output) in E[z²]
+    x = torch.randn(64, 128, generator=netprops.make_generator(0, device), device=device)
+    with pytest.raises(netprops.PropertyViolation, match=pattern):
+        check_model_variance(model, x)
+
+
+def test_model_variance_states_alpha_only_for_derived_bands_and_is_a_heuristic(device):
+    model = _mlp(device, init="he", widths=(32, 64, 64, 10))
+    x = torch.randn(16, 32, generator=netprops.make_generator(0, device), device=device)
+    assert check_model_variance(model, x, band=(0.01, 100.0)).alpha == 0.0
+    derived = check_model_variance(model, x, alpha=1e-6)
+    assert derived.alpha == 1e-6
+    assert derived.details["alpha_holds_for"].startswith("plain stacks")
+    assert netprops.checks.get_check("model_variance").verified is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [({"gain_allowance": 0.5}, "gain_allowance must be a number >= 1"), ({"alpha": 0.0}, "alpha")],
+)
+def test_model_variance_rejects_bad_levels(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        check_model_variance(nn.Linear(2, 2, device="meta"), torch.ones(1, 2), **kwargs)

@@ -178,6 +178,24 @@ def test_matches_torch_for_any_parameter_set(device, shapes, seed, norm_type, fa
     _check_same(ours, theirs, total, total_ref)
 
 
+@pytest.mark.parametrize(
+    ("max_norm", "norm_type"),
+    [
+        (torch.tensor(0.5), 2.0),
+        (torch.tensor([0.5]), torch.tensor(3.0)),
+        (torch.tensor(1, dtype=torch.int64), math.inf),
+        (torch.tensor(0.5, dtype=torch.float64), torch.tensor([[1.0]])),
+    ],
+    ids=["0-dim", "1-element-and-tensor-order", "integer", "float64-and-2d-order"],
+)
+def test_one_element_tensor_arguments_match_torch(device, max_norm, norm_type):
+    # torch reads max_norm and norm_type with float(): a one-element tensor is accepted
+    ours, theirs = _params(12, device)
+    total = clip_grad_norm_(ours, max_norm, norm_type)
+    total_ref = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type)
+    _check_same(ours, theirs, total, total_ref)
+
+
 # --------------------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
@@ -190,6 +208,11 @@ def test_matches_torch_for_any_parameter_set(device, shapes, seed, norm_type, fa
         ({"max_norm": 1.0, "norm_type": math.nan}, ValueError, "norm_type"),
         ({"max_norm": 1.0, "norm_type": "inf"}, TypeError, "norm_type"),
         ({"max_norm": 1.0, "error_if_nonfinite": 1}, TypeError, "error_if_nonfinite"),
+        ({"max_norm": torch.tensor([1.0, 2.0])}, TypeError, r"max_norm .*one-element.*\(2,\)"),
+        ({"max_norm": torch.tensor(True)}, TypeError, "max_norm .*torch.bool"),
+        ({"max_norm": torch.tensor(-1.0)}, ValueError, "max_norm must be a number >= 0"),
+        ({"max_norm": 1.0, "norm_type": torch.tensor(1j)}, TypeError, "norm_type"),
+        ({"max_norm": 1.0, "norm_type": torch.tensor(0.0)}, ValueError, "norm_type"),
     ],
 )
 def test_bad_arguments_raise(kwargs, error, match, device):
