@@ -240,14 +240,24 @@ class MonitorReport:
         check_choice("check", check, CHECKS)
         return next((v for v in self.violations if v.check == check), None)
 
+    def outcome(self, violation: Violation) -> str:
+        """How a violation ended: ``"still violated at step S"`` (the last checked step),
+        ``"recovered by step S"`` (the first later step that passed), or "" when it was
+        found on the last step its check measured."""
+        later = [o for o in self.series.get(violation.check, ()) if o.step > violation.step]
+        if not later:
+            return ""
+        if later[-1].ok:
+            return f"recovered by step {next(o.step for o in later if o.ok)}"
+        return f"still violated at step {later[-1].step}"
+
     def _persistence(self, v: Violation) -> str:
         later = [o for o in self.series.get(v.check, ()) if o.step > v.step]
         if not later:
             return ""
         last = later[-1]
         if last.ok:
-            recovered = next(o.step for o in later if o.ok)
-            return f" (recovered by step {recovered})"
+            return f" ({self.outcome(v)})"
         value = (
             _percent(last.statistic)
             if v.check in ("dead_units", "saturation")
@@ -671,7 +681,7 @@ class _Probe:
         ratio = expected / math.log(classes)
         limit = self.limits.initial_loss
         why = (
-            "the logits are far too spread (output or hidden layers initialized too large?)"
+            "logits far too spread (layers initialized too large?)"
             if math.isfinite(expected)
             else "the logits are not finite"
         )
@@ -680,8 +690,8 @@ class _Probe:
             "output",
             ratio,
             limit,
-            f"the loss expected under uniform labels at step 0 is {expected:.4g} = "
-            f"{ratio:.3g} × ln {classes} (limit {limit:g} × ln C): {why}",
+            f"loss at step 0 under uniform labels {expected:.4g} = {ratio:.3g} × ln "
+            f"{classes} (limit {limit:g} × ln C): {why}",
         )
 
     # ------------------------------------------------------------------ backward
