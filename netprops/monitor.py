@@ -46,6 +46,7 @@ __all__ = [
     "Monitor",
     "MonitorLimits",
     "MonitorReport",
+    "MonitorSession",
     "Observation",
     "Violation",
     "active_monitor",
@@ -454,12 +455,28 @@ class Monitor:
 
 
 class MonitorSession:
-    """The state of one monitored training; :func:`netprops.train.train` drives it.
+    """The state of one monitored training; :func:`netprops.train.train` drives it, and so
+    can a training loop of your own.
 
-    Per step: ``probe = session.probe(step)`` (None unless the step is checked), and on a
-    probe, around the training step: ``after_forward(logits, loss)``,
-    ``after_backward()``, ``after_step()``. ``close()`` removes any hook left by a step
+    Per step: ``probe = session.probe(step)`` before the forward pass (None unless the step
+    is checked; its hooks are attached now), and on a probe ``after_forward(logits, loss)``
+    once the loss is computed, ``after_backward()`` once the gradients are in ``.grad``,
+    ``after_step()`` once the optimizer stepped. ``close()`` removes the hooks of a step
     that raised; :meth:`report` builds the :class:`MonitorReport`.
+
+    Examples
+    --------
+    >>> session = Monitor(every=50).start(model)  # doctest: +SKIP
+    >>> for step, (x, y) in enumerate(batches):  # doctest: +SKIP
+    ...     probe = session.probe(step)
+    ...     logits = model(x)
+    ...     loss = F.cross_entropy(logits, y)
+    ...     if probe: probe.after_forward(logits, loss)
+    ...     opt.zero_grad(); loss.backward()
+    ...     if probe: probe.after_backward()
+    ...     opt.step()
+    ...     if probe: probe.after_step()
+    >>> print(session.report())  # doctest: +SKIP
     """
 
     def __init__(self, monitor: Monitor, model: nn.Module) -> None:
@@ -562,7 +579,13 @@ class _Probe:
         self.attached = []
 
     def _record(
-        self, check: str, layer: str, statistic: float, bound: Bound, message: str, layers=()
+        self,
+        check: str,
+        layer: str,
+        statistic: float,
+        bound: Bound,
+        message: str,
+        layers: Mapping[str, Any] | Sequence[str] = (),
     ) -> None:
         obs = Observation(self.step, layer, float(statistic), bound)
         violation = None

@@ -360,6 +360,39 @@ def test_violation_str_says_where_and_since_when():
     )
 
 
+def test_a_training_loop_of_ones_own_can_drive_a_session():
+    model = mlp()
+    model[3] = Detached(model[3])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    session = Monitor(every=2).start(model)
+    g = netprops.make_generator(0)
+    for step in range(5):
+        x = torch.randn(64, 1, 8, 8, generator=g)
+        y = torch.randint(0, 10, (64,), generator=g)
+        probe = session.probe(step)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        if probe is not None:
+            probe.after_forward(logits, loss)
+        opt.zero_grad()
+        loss.backward()
+        if probe is not None:
+            probe.after_backward()
+        opt.step()
+        if probe is not None:
+            probe.after_step()
+    report = session.report()
+    assert report.steps == (0, 2, 4)
+    flow = report.violation("gradients_flow")
+    assert flow.step == 0 and set(flow.layers) == {
+        "1.weight",
+        "1.bias",
+        "3.inner.weight",
+        "3.inner.bias",
+    }  # the detached layer and everything before it
+    assert no_hooks_left(model)
+
+
 # --------------------------------------------------------------------------- monitoring()
 def test_monitoring_block_monitors_trainings_without_a_monitor(tiny):
     assert active_monitor() is None
