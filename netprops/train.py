@@ -17,6 +17,10 @@ correct predictions run in batch when values are read back, once per
 evaluation. No DataLoader, PIL, per-sample Python, host sync inside an epoch or
 global RNG. With the same ``seed`` and an identically initialized model, two
 CPU runs give the same History bit for bit (timings aside).
+
+A :class:`netprops.monitor.Monitor` (``monitor=``) runs the training-dynamics
+checks on every k-th step of the live training and leaves its report in
+``History.monitor``; without one, the loop does no monitoring work at all.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from .errors import (
     check_probability,
     check_type,
 )
+from .monitor import Monitor, MonitorReport, active_monitor
 from .seeding import derive_seed, make_generator
 
 __all__ = ["OPTIMIZERS", "TRACKABLE", "History", "evaluate", "make_optimizer", "train"]
@@ -92,6 +97,8 @@ class History:
     seed : int
     config : dict
         The arguments and environment of the run (JSON-serializable).
+    monitor : MonitorReport or None
+        What the live monitor saw (:mod:`netprops.monitor`), when the run had one.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -106,6 +113,7 @@ class History:
     samples_per_s: float = 0.0
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    monitor: MonitorReport | None = None
 
     @property
     def final_test_accuracy(self) -> float:
@@ -145,7 +153,9 @@ class History:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, tagged with a format name and version."""
-        return {"format": _HISTORY_FORMAT, "version": _HISTORY_VERSION, **asdict(self)}
+        payload = asdict(self)
+        payload["monitor"] = None if self.monitor is None else self.monitor.to_dict()
+        return {"format": _HISTORY_FORMAT, "version": _HISTORY_VERSION, **payload}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> History:
@@ -168,6 +178,8 @@ class History:
         if unknown:
             raise ValueError(f"payload has unknown History fields {sorted(unknown)}")
         fields["grad_norms"] = {k: list(v) for k, v in fields.get("grad_norms", {}).items()}
+        if fields.get("monitor") is not None:
+            fields["monitor"] = MonitorReport.from_dict(fields["monitor"])
         return cls(**fields)
 
     def to_json(self, **kwargs: Any) -> str:
@@ -188,6 +200,8 @@ class History:
         if self.train_loss:
             parts.append(f"last train loss {self.train_loss[-1]:.4f}")
         parts.append(f"{self.train_time_s:.3f} s training ({self.samples_per_s:,.0f} samples/s)")
+        if self.monitor is not None:
+            parts.append(self.monitor.summary())
         return "; ".join(parts)
 
 
@@ -411,6 +425,7 @@ def train(
     track: Iterable[str] = ("loss", "accuracy", "grad_norms"),
     progress: bool | None = None,
     train_subset: int | None = None,
+    monitor: Monitor | None = None,
 ) -> History:
     """Train ``model`` (in place) on ``data`` with cross-entropy; return its :class:`History`.
 
@@ -448,6 +463,13 @@ def train(
     train_subset : int, optional
         Train on this many training examples, a fixed subset (seed 0, the
         same for every ``seed``) drawn with :meth:`Split.subset`.
+    monitor : Monitor, optional
+        Run the training-dynamics checks on every ``monitor.every``-th step of this
+        training (:class:`netprops.monitor.Monitor`); the report goes to
+        ``History.monitor``. ``None``: the monitor of an enclosing
+        :func:`netprops.monitor.monitoring` block, if any, else no monitoring (no
+        hooks, no extra work). Monitoring only reads: the run trains exactly as
+        without it.
 
     Returns
     -------
@@ -494,6 +516,11 @@ def train(
                 f"train_subset must be an int in [1, {len(data.train)}] (the training split's "
                 f"size), got {train_subset}"
             )
+
+    if monitor is None:
+        monitor = active_monitor()
+    else:
+        check_type("monitor", monitor, Monitor)
 
     t_start = time.perf_counter()
     model.to(dev)
@@ -581,6 +608,7 @@ def train(
             bar.set_postfix(test_acc=f"{test_acc:.4f}")
 
     model.train()
+    session = None if monitor is None else monitor.start(model)
     step = samples = 0
     try:
         while step < total_steps:
@@ -597,10 +625,15 @@ def train(
                 torch.index_select(x_all, 0, index, out=xb)
                 yb = y_epoch[start : start + m]
 
+                probe = None if session is None else session.probe(step)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
+                if probe is not None:
+                    probe.after_forward(logits, loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if probe is not None:
+                    probe.after_backward()
                 if track_norms:
                     grads = [p.grad for p in params]
                     if any(g is None for g in grads):  # unused this step: norm 0
@@ -611,6 +644,8 @@ def train(
                 if grad_clip is not None:
                     nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
                 opt.step()
+                if probe is not None:
+                    probe.after_step()
 
                 if track_loss:
                     losses.append(loss.detach())
@@ -633,6 +668,8 @@ def train(
                 _sync(dev)
                 train_time += time.perf_counter() - t_seg
     finally:
+        if session is not None:
+            session.close()
         if bar is not None:
             bar.close()
 
@@ -640,6 +677,8 @@ def train(
     history.train_time_s = train_time
     history.samples_per_s = samples / train_time if train_time > 0 else math.inf
     history.wall_time_s = time.perf_counter() - t_start
+    if session is not None:
+        history.monitor = session.report()
     history.config = {
         "dataset": data.name,
         "n_train": n,

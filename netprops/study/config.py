@@ -48,6 +48,9 @@ class StudyConfig:
         Inference timing: images per pass, passes (the median is reported).
     accuracy_margin, gap_margin : float
         Smallest difference in test accuracy / train–test gap a claim counts.
+    monitor_every : int or None
+        Every training runs the live monitor (:class:`netprops.monitor.Monitor`) on
+        every this many steps, for the report's diagnostics section; None: no monitor.
     """
 
     name: str
@@ -67,6 +70,7 @@ class StudyConfig:
     infer_repeats: int
     accuracy_margin: float = 0.02
     gap_margin: float = 0.02
+    monitor_every: int | None = 50
 
     def __post_init__(self) -> None:
         check_type("name", self.name, str)
@@ -90,7 +94,7 @@ class StudyConfig:
             "infer_repeats",
         ):
             check_positive_int(name, getattr(self, name))
-        for name in ("test_subset", "conv_test_subset"):
+        for name in ("test_subset", "conv_test_subset", "monitor_every"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
         check_type("norm_steps", self.norm_steps, Mapping)

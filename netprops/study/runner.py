@@ -23,11 +23,12 @@ from .. import __version__
 from ..data import Data
 from ..devices import resolve_device
 from ..errors import check_type
+from ..monitor import Monitor
 from ..train import _show_progress as _show
 from .config import QUICK, STUDIES, StudyConfig
 from .results import StudyResult
-from .runs import Context
-from .studies import REGISTRY, confusion_section
+from .runs import Context, Run
+from .studies import REGISTRY, confusion_section, diagnostics_section
 
 __all__ = ["run_study"]
 
@@ -117,8 +118,10 @@ def run_study(
     environment = _environment(data, dev)
     plans = {name: REGISTRY[name].plan(config) for name in names}
     total = sum(len(p) for p in plans.values()) * len(config.seeds)
-    ctx = Context(config, data, dev, progress=show, bar=_outer_bar(show, total))
+    monitor = None if config.monitor_every is None else Monitor(every=config.monitor_every)
+    ctx = Context(config, data, dev, progress=show, bar=_outer_bar(show, total), monitor=monitor)
     sections = []
+    trained: dict[str, dict[str, list[Run]]] = {}  # study -> scenario -> runs, for diagnostics
     # Saturated tanh units produce subnormal floats, which are ~100x slower on x86
     # CPUs; flushing them to zero changes no reported digit and keeps --quick quick.
     # torch has no getter for this switch: it is turned off again afterwards (the default).
@@ -127,6 +130,7 @@ def run_study(
         for name in names:
             t0 = time.perf_counter()
             runs = {sc.name: [ctx.run(sc, seed) for seed in config.seeds] for sc in plans[name]}
+            trained[name] = runs
             section = REGISTRY[name].analyze(ctx, runs)
             section.elapsed_s = time.perf_counter() - t0
             sections.append(section)
@@ -142,6 +146,8 @@ def run_study(
             ctx.bar.close()
     if ctx.best is not None:
         sections.append(confusion_section(ctx.best, data.classes))
+    if monitor is not None:
+        sections.append(diagnostics_section(trained, monitor))
     environment["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return StudyResult(config.to_dict(), environment, sections, time.perf_counter() - start)
 

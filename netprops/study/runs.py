@@ -4,7 +4,9 @@ Every training is a scenario of :mod:`netprops.scenarios` (derived with
 ``Scenario.replace`` where a study needs other steps or batch sizes) trained
 by :func:`netprops.train.train` exactly as :func:`netprops.scenarios.run_scenario`
 does, with the same seeds, but keeping the trained model (for inference
-timing and the confusion matrix) and showing a progress bar.
+timing and the confusion matrix) and showing a progress bar. With a
+:class:`netprops.monitor.Monitor` the training is watched (its report is in
+``Run.history.monitor``); monitoring does not change what is trained.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import logging
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +25,7 @@ from torch import nn
 from ..data import Data, Split
 from ..devices import resolve_device
 from ..errors import check_int, check_positive_int, check_type
+from ..monitor import Monitor, monitoring
 from ..scenarios import Scenario, run_scenario
 from ..train import History
 from .config import StudyConfig
@@ -86,13 +90,15 @@ def train_run(
     *,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
+    monitor: Monitor | None = None,
 ) -> Run:
     """Train ``scenario`` with ``seed`` as ``run_scenario`` does, keeping the model.
 
     The model, its initialization, the batches and the evaluation subset are
     those of :func:`netprops.scenarios.run_scenario` for the same scenario and
     seed, so ``final_accuracy`` and ``auc_log_loss`` agree with it exactly on
-    the CPU. ``progress`` is passed to :func:`netprops.train.train`.
+    the CPU. ``progress`` is passed to :func:`netprops.train.train`;
+    ``monitor`` watches the training (report in ``Run.history.monitor``).
 
     Raises
     ------
@@ -101,9 +107,13 @@ def train_run(
     """
     check_type("scenario", scenario, Scenario)
     seed = check_int("seed", seed, min_value=0)
-    result = run_scenario(
-        scenario, seed, device=resolve_device(device), data=data, progress=progress
-    )
+    if monitor is not None:
+        check_type("monitor", monitor, Monitor)
+    # run_scenario takes no monitor: the block hands it to the train() call inside.
+    with monitoring(monitor) if monitor is not None else nullcontext():
+        result = run_scenario(
+            scenario, seed, device=resolve_device(device), data=data, progress=progress
+        )
     history = result.history
     metrics = {
         "final_accuracy": history.final_test_accuracy,
@@ -163,6 +173,7 @@ class Context:
     progress: bool | None
     bar: Any = None
     best: Run | None = None
+    monitor: Monitor | None = None
 
     def run(self, scenario: Scenario, seed: int) -> Run:
         """Train ``scenario`` with ``seed``, update the progress bar and the best run."""
@@ -171,7 +182,12 @@ class Context:
         log.info("training %s (seed %d, %d steps)", scenario.name, seed, scenario.steps)
         try:
             result = train_run(
-                scenario, seed, self.data, device=self.device, progress=self.progress
+                scenario,
+                seed,
+                self.data,
+                device=self.device,
+                progress=self.progress,
+                monitor=self.monitor,
             )
         except ValueError as exc:
             # only batch size 1 is the expected BatchNorm failure the report discusses

@@ -15,6 +15,7 @@ from scipy import stats
 
 import netprops.data
 from netprops.data import synthetic_dataset
+from netprops.monitor import Monitor, MonitorReport
 from netprops.scenarios import get, run_scenario
 from netprops.study import (
     INCONCLUSIVE,
@@ -104,7 +105,7 @@ def test_report_files_exist(study_report, device):
     )  # init ×2, regularization, normalization, depth, architecture, confusion
     for name in figures:
         assert (out / name).is_file(), name
-    assert [s["name"] for s in results["sections"]] == [*STUDIES, "confusion"]
+    assert [s["name"] for s in results["sections"]] == [*STUDIES, "confusion", "diagnostics"]
 
 
 def test_figures_are_valid_pngs_with_content(study_report, device):
@@ -161,7 +162,8 @@ def test_results_json_matches_report_tables(study_report, device):
     markdown = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     tables = [t for s in results["sections"] for t in s["tables"]]
-    assert len(tables) == 7
+    diagnostics = [t["key"] for t in results["sections"][-1]["tables"]]
+    assert diagnostics[0] == "diagnostics-runs" and len(tables) == 7 + len(diagnostics)
     for table in tables:
         rows = _md_table(markdown, table["title"])
         assert len(rows) == len(table["rows"]), table["key"]
@@ -220,6 +222,37 @@ def test_confusion_matrix_counts_the_test_set(study_report, device):
     )
 
 
+def test_diagnostics_cover_every_training_with_what_the_monitor_saw(study_report, device):
+    out, results = study_report(device)
+    section = results["sections"][-1]
+    assert section["name"] == "diagnostics" and section["data"]["every"] == TINY.monitor_every
+    runs_table = section["tables"][0]
+    trained = [
+        (row[1], row[2]) for row in runs_table["rows"] if row[4] != "cannot train"
+    ]  # (scenario, seed) of every training that ran
+    assert len(trained) == len(set(trained)) == len(section["data"]["runs"])
+    cannot = [row for row in runs_table["rows"] if row[4] == "cannot train"]
+    assert {row[1] for row in cannot} == {"norm-batch-b1"}  # BatchNorm at batch size 1
+    for entry in section["data"]["runs"]:
+        report = MonitorReport.from_dict(entry["monitor"])
+        assert report.steps[0] == 0 and (entry["scenario"], entry["seed"]) in trained
+    # N(0, 1) weights into 500 tanh units: saturated from the first step, on every seed
+    saturated = {
+        row[1]
+        for row in section["tables"][1]["rows"]
+        if (row[0], row[2], row[3]) == ("init-tanh-normal", "saturation", 0)
+    }
+    assert saturated == set(TINY.seeds)
+    markdown = (out / "report.md").read_text()
+    assert "Diagnostics: what the live training monitor saw" in markdown
+    assert "init-tanh-normal: saturation in hidden1.act from step 0 (seeds 0, 1)" in markdown
+
+
+def test_no_monitor_no_diagnostics():
+    result = run_study(_data(), config=TINY.replace(monitor_every=None), only=["depth"])
+    assert [s.name for s in result.sections] == ["depth", "confusion"]
+
+
 # --------------------------------------------------------------------------- engine equivalence
 @pytest.mark.parametrize("name", ["init-relu-he", "reg-dropout"])
 def test_train_run_matches_run_scenario(name):
@@ -228,7 +261,9 @@ def test_train_run_matches_run_scenario(name):
     if name == "reg-dropout":
         scenario = scenario.replace(train_subset=300)
     expected = run_scenario(scenario, 3, data=data)
-    got = train_run(scenario, 3, data)
+    got = train_run(scenario, 3, data, monitor=Monitor(every=1))  # monitoring only reads
+    assert got.history.monitor is not None and len(got.history.monitor.steps) == 4
+    assert expected.history.monitor is None
     assert got.metrics["final_accuracy"] == expected.metrics["final_accuracy"]
     assert got.metrics["auc_log_loss"] == expected.metrics["auc_log_loss"]
     assert got.history.train_loss == expected.history.train_loss
@@ -336,6 +371,7 @@ def test_format_cell(value, fmt, shown):
         ({"norm_steps": {1: 3, 4: 3}}, ValueError, "norm_steps"),
         ({"norm_steps": {1: 3, 4: 3, 32: 3, 128: 0}}, ValueError, "norm_steps"),
         ({"accuracy_margin": -0.1}, ValueError, "accuracy_margin"),
+        ({"monitor_every": 0}, ValueError, "monitor_every"),
         ({"nonsense": 1}, ValueError, "unknown config field"),
     ],
 )
@@ -435,7 +471,11 @@ def test_cli_writes_the_report(tmp_path, keep_threads, monkeypatch, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert [s["name"] for s in results["sections"]] == ["regularization", "confusion"]
+    assert [s["name"] for s in results["sections"]] == [
+        "regularization",
+        "confusion",
+        "diagnostics",
+    ]
     assert results["config"]["name"] == "tiny"
     for claim in results["sections"][0]["claims"]:
         assert f"[{claim['verdict']}] {claim['text']}" in printed

@@ -402,6 +402,7 @@ def test_progress_bar_when_asked(tiny, device, capsys):
         ({"steps": 1, "progress": "yes"}, TypeError, "progress"),
         ({"steps": 1, "train_subset": 0}, ValueError, "train_subset"),
         ({"steps": 1, "train_subset": N_TRAIN + 1}, ValueError, "train_subset"),
+        ({"steps": 1, "monitor": 50}, TypeError, "monitor"),
     ],
 )
 def test_train_validates_arguments(tiny, kwargs, error, match):
@@ -531,6 +532,47 @@ def test_track_order_does_not_depend_on_the_collection():
         )
     ]
     assert runs[0] == runs[1] == ["loss", "accuracy", "grad_norms"]
+
+
+# ---------------------------------------------------------------- monitor
+
+
+def test_without_a_monitor_no_hook_is_ever_attached(tiny, device):
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hooked = 0
+
+        def forward(self, x):
+            self.hooked += bool(self._forward_hooks) or bool(
+                nn.modules.module._global_forward_hooks
+            )
+            return x
+
+    spy = Spy()
+    model = nn.Sequential(spy, small_mlp())
+    history = train(model, tiny, steps=12, device=device)
+    assert spy.hooked == 0
+    assert history.monitor is None and history.to_dict()["monitor"] is None
+
+
+def test_an_unused_parameter_is_diagnosed_by_the_monitor(device):
+    from netprops.monitor import Monitor
+
+    data = synthetic_dataset(n_train=64, n_test=32, seed=0)
+    history = train(
+        _WithUnused(), data, steps=3, batch_size=32, device=device, monitor=Monitor(every=2)
+    )
+    flow = history.monitor.violation("gradients_flow")
+    assert (flow.step, flow.layer) == (0, "unused.weight")
+    assert history.monitor.steps == (0, 2)
+    assert history.grad_norms["unused"] == [0.0, 0.0, 0.0]  # tracking unchanged by the monitor
+
+
+def test_history_without_a_monitor_field_still_reads(tiny):
+    payload = train(small_mlp(), tiny, steps=2).to_dict()
+    del payload["monitor"]  # a History written before the monitor existed
+    assert History.from_dict(payload).monitor is None
 
 
 def test_empty_splits_and_a_last_batch_of_one_under_batchnorm_are_clear_errors():

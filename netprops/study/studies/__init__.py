@@ -11,8 +11,9 @@ from ..results import Section
 from ..runs import Context, Run
 from . import architecture, depth, initialization, normalization, regularization
 from .confusion import confusion_section
+from .diagnostics import diagnostics_section
 
-__all__ = ["REGISTRY", "Study", "confusion_section"]
+__all__ = ["REGISTRY", "Study", "confusion_section", "diagnostics_section"]
 
 
 @dataclass(frozen=True)
