@@ -831,7 +831,7 @@ class _Probe:
                 )
             elif name not in trainable and change != 0:
                 offenders[name] = f"changed by up to {change:.3g} although requires_grad=False"
-        may_move = self.session._dynamics._buffers_may_move(model)
+        may_move = self.session._dynamics.buffers_may_move(model)
         resting = {
             n: b for n, b in model.named_buffers() if not may_move.get(n.rpartition(".")[0], True)
         }

@@ -48,6 +48,7 @@ __all__ = [
     "LayerActivity",
     "NonFiniteTracer",
     "ParameterSnapshot",
+    "buffers_may_move",
     "check_can_overfit",
     "check_dead_units",
     "check_finite",
@@ -435,8 +436,12 @@ def _one_step(
     return opt, float(loss.detach()), description
 
 
-def _buffers_may_move(model: nn.Module) -> dict[str, bool]:
-    """Module name → whether its buffers may move in a step (training mode, not frozen)."""
+def buffers_may_move(model: nn.Module) -> dict[str, bool]:
+    """Module name → whether its buffers may move in a training step.
+
+    A module's buffers (e.g. BatchNorm running statistics) may move when the module is in
+    training mode and not frozen (it has parameters, none of which requires grad).
+    """
     allowed = {}
     for name, sub in model.named_modules():
         own = list(sub.parameters(recurse=False))
@@ -510,7 +515,7 @@ def check_params_update(
                     f"moving_buffers[{i}] must name a buffer of the model "
                     f"({sorted(names) or 'it has none'}), got {name!r}"
                 )
-    allowed = _buffers_may_move(model)
+    allowed = buffers_may_move(model)
     with _common.restored(model), _common.seeded_module(model, seed, x.device):
         snapshot = ParameterSnapshot(model)
         _opt, loss, description = _one_step(

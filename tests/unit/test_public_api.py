@@ -21,6 +21,9 @@ PACKAGES = [
     "netprops.scenarios",
     "netprops.data",
     "netprops.train",
+    "netprops.monitor",
+    "netprops.plugin.reporting",
+    "netprops.checks.registry",
 ]
 
 
