@@ -6,7 +6,7 @@ keyword ``generator=`` (a ``torch.Generator`` on the tensor's device); with
 ``generator=None`` they draw from torch's default generator, which is then the
 caller's explicit choice.
 
-Conventions follow ``torch.nn.init`` (METHODS.md §1): for a weight of shape
+Conventions follow ``torch.nn.init`` (docs/methods.md §Initializers): for a weight of shape
 ``(out, in, *kernel)`` — ``nn.Linear`` is ``(out_features, in_features)``,
 ``nn.ConvNd`` is ``(C_out, C_in / groups, *k)`` —
 

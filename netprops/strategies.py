@@ -1,7 +1,7 @@
 """Public Hypothesis strategies for property tests on PyTorch modules.
 
 Draws are small (sizes, seeds, probabilities); big tensors are built from a drawn
-seed through a ``torch.Generator`` (METHODS.md §5), so examples shrink well and
+seed through a ``torch.Generator`` (docs/methods.md §Hypothesis with torch), so examples shrink well and
 never trip Hypothesis' data-size limits.
 """
 

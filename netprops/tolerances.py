@@ -1,4 +1,4 @@
-"""Dtype-aware comparison tolerances, in one table (METHODS.md §2)."""
+"""Dtype-aware comparison tolerances, in one table (docs/methods.md §Tolerances for deterministic comparisons)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ the gradient itself is requested (``create_graph=True``, e.g. ``gradgradcheck``
 or gradient penalties) the backward falls back to differentiating a composite
 reference, so higher-order derivatives stay exact.
 
-Conventions (METHODS.md §2):
+Conventions (docs/methods.md §Normalization contracts):
 
 * ``LayerNorm`` normalizes each sample over its trailing ``normalized_shape``
   with the *biased* variance; train and eval compute the same thing.

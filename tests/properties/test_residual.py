@@ -94,7 +94,7 @@ def test_mlp_block_is_input_plus_branch(device, norm, rows, seed):
 
 class _ExactVarianceMLPBlock(ResidualMLPBlock):
     """Adds the exact variance of the training output over dropout masks (features = 1):
-    ``Var y = p/(1−p) · Σ_j W2_j² h_j²`` with ``h = act(norm(fc1 x))`` (METHODS §3)."""
+    ``Var y = p/(1−p) · Σ_j W2_j² h_j²`` with ``h = act(norm(fc1 x))`` (docs/methods.md §Monte Carlo checks)."""
 
     def output_variance(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(self.norm(self.fc1(x)))

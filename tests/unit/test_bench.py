@@ -162,7 +162,9 @@ def test_bench_mlp_architecture():
         (100, 10),
     ]
     assert sum(isinstance(m, nn.ReLU) for m in model) == 3
-    assert sum(p.numel() for p in model.parameters()) == 453_710  # METHODS reference count
+    assert (
+        sum(p.numel() for p in model.parameters()) == 453_710
+    )  # 784·500+500 + 500·100+100 + 100·100+100 + 100·10+10
     again = bench_mlp()
     assert all(
         torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters(), strict=True)

@@ -368,7 +368,7 @@ def test_same_seed_same_output(device, cls):
 
 
 def _z_and_chi2_bounds(m: int) -> tuple[float, float]:
-    """max|Z| and ΣZ² bounds at α/2 each (METHODS §3)."""
+    """max|Z| and ΣZ² bounds at α/2 each (docs/methods.md §Monte Carlo checks)."""
     return z_two_sided(ALPHA / 2, tests=m), chi2_upper(m, ALPHA / 2)
 
 

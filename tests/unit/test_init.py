@@ -1,6 +1,6 @@
 """Initializers, fans, gains, init_network and NetworkInitializer against torch.nn.init.
 
-Statistical checks (METHODS.md §1, T1) run at α = 1e-9 on fixed seeds (or a
+Statistical checks (docs/methods.md §Initializers) run at α = 1e-9 on fixed seeds (or a
 derandomized Hypothesis search), so none can flake: a normal initializer must
 give Σw²/σ² inside the two-sided χ²_N interval, every initializer must pass a
 one-sample KS test against its theoretical law and a two-sample KS test

@@ -36,7 +36,7 @@ def _randomize_affine(module: nn.Module, seed: int) -> None:
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, kappa: float = 1.0) -> None:
-    """``|Δ| ≤ atol·κ + rtol·|expected|`` with the tolerance of ``actual``'s dtype (METHODS §2)."""
+    """``|Δ| ≤ atol·κ + rtol·|expected|`` with the tolerance of ``actual``'s dtype (docs/methods.md §Tolerances for deterministic comparisons)."""
     tol = tolerance(actual.dtype)
     torch.testing.assert_close(
         actual.to(expected.dtype), expected, rtol=tol.rtol, atol=tol.atol * kappa
