@@ -125,7 +125,7 @@ class Baseline:
         if isinstance(schema, bool) or schema != SCHEMA_VERSION:
             raise BaselineError(
                 f"{source}: unknown baseline schema {schema!r} (this netprops reads schema "
-                f"{SCHEMA_VERSION}); re-record it with `netprops baselines record`"
+                f"{SCHEMA_VERSION}); re-record it with `netprops baselines record --update`"
             )
         missing = {"scenario", "device_kind", "seeds", "metrics", "config", "provenance"} - set(
             data
@@ -261,6 +261,22 @@ def _exists_error(path: Path) -> BaselineExistsError:
     )
 
 
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace a file we cannot read (it may be the only copy of a recording);
+    an intact file of an older schema is replaceable (re-recording is how it is upgraded)."""
+    try:
+        read_baseline(path)
+    except BaselineError:
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
+        except (OSError, ValueError, AttributeError):
+            schema = None
+        if not (
+            isinstance(schema, int) and not isinstance(schema, bool) and schema < SCHEMA_VERSION
+        ):
+            raise
+
+
 def write_baseline(
     baseline: Baseline, path: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
@@ -277,8 +293,9 @@ def write_baseline(
     BaselineExistsError
         when ``path`` exists and ``overwrite`` is False.
     BaselineError
-        when ``overwrite`` is True but the existing file is corrupt or of another
-        schema (move it away by hand: it may be the only copy of a recording).
+        when ``overwrite`` is True but the existing file is corrupt or of a newer or
+        unknown schema (move it away by hand: it may be the only copy of a recording);
+        an intact file of an older schema is replaced.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +304,7 @@ def write_baseline(
         if path.exists():
             if not overwrite:
                 raise _exists_error(path)
-            read_baseline(path)  # refuse to replace a file we cannot read
+            _check_replaceable(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -479,7 +496,7 @@ def record(
     if path.exists():  # fail before the trainings, not after them
         if not overwrite:
             raise _exists_error(path)
-        read_baseline(path)
+        _check_replaceable(path)
     with _threads(threads):
         metrics = _run_many(scenario, seeds, device, data)
         provenance = current_provenance(device)

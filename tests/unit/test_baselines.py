@@ -460,3 +460,19 @@ def test_what_if_table_names_what_caught_each_change(tmp_path, monkeypatch):
         "| arch-mlp | missed | caught (acc, floor) |",
         "| arch-cnn | n/c | n/c |",
     ]
+
+
+def test_an_intact_file_of_an_older_schema_is_replaced_on_update(tmp_path):
+    path = tmp_path / "s.cpu.json"
+    path.write_text(json.dumps({**_baseline().to_dict(), "schema": SCHEMA_VERSION - 1}))
+    with pytest.raises(
+        BaselineError, match="re-record it with `netprops baselines record --update`"
+    ):
+        read_baseline(path)
+    with pytest.raises(BaselineExistsError):
+        write_baseline(_baseline(), path)
+    write_baseline(_baseline(), path, overwrite=True)
+    assert read_baseline(path).schema == SCHEMA_VERSION
+    path.write_text(json.dumps({**_baseline().to_dict(), "schema": SCHEMA_VERSION + 1}))
+    with pytest.raises(BaselineError, match="unknown baseline schema"):
+        write_baseline(_baseline(), path, overwrite=True)
