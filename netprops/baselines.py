@@ -13,6 +13,7 @@ equivalence and writes the new baseline with the provenance of both.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -40,6 +41,7 @@ from .gate import (
     detectable_drop,
     equivalence_test,
     gate_metric,
+    simulate_gate,
 )
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "migrate",
     "read_baseline",
     "record",
+    "simulated_calibration",
     "what_if_verdicts",
     "write_baseline",
 ]
@@ -543,6 +546,49 @@ def detectable_drops(
     return out
 
 
+def simulated_calibration(
+    stored: Baseline,
+    *,
+    trials: int = 200_000,
+    alpha: float = GATE_ALPHA,
+    seed: int = 0,
+    accuracy_drop: float = 0.02,
+) -> dict[str, dict[str, float]]:
+    """The gate simulated on ``stored``'s recorded distributions, per gated metric.
+
+    Keys per metric: ``false_alarm`` (fraction of ``trials`` gate runs that fail
+    with no change), ``nominal`` (its alpha), ``power_at_drop`` (fraction caught
+    when the mean worsens by the detectable drop), and for the accuracy
+    ``power_at_2_points`` (worsened by ``accuracy_drop``). See
+    :func:`netprops.gate.simulate_gate`.
+    """
+    from .scenarios import GATED_METRICS
+
+    m = len(stored.config.get("fresh_seeds", ())) or 3
+    per_metric = alpha / len(GATED_METRICS)
+    out: dict[str, dict[str, float]] = {}
+    for metric, (test, drop) in detectable_drops(stored, m, alpha=alpha).items():
+        rate = functools.partial(
+            simulate_gate,
+            [v for v in stored.metrics[metric] if v is not None],
+            m,
+            alpha=per_metric,
+            higher_is_better=GATED_METRICS[metric],
+            test=test,
+            seed=seed,
+        )
+        power_trials = max(trials // 10, 1)
+        row = {
+            "false_alarm": rate(shift=0.0, trials=trials),
+            "nominal": per_metric,
+            "power_at_drop": rate(shift=drop, trials=power_trials),
+        }
+        if metric == "final_accuracy":
+            row["power_at_2_points"] = rate(shift=accuracy_drop, trials=power_trials)
+        out[metric] = row
+    return out
+
+
 def compare(
     scenario: Any,
     *,
@@ -833,6 +879,6 @@ def format_what_if_table(verdicts: Mapping[str, Mapping[str, Verdict]]) -> str:
                 why = [short.get(g.metric, g.metric) for g in verdict.gates if g.beyond_bound]
                 if any(g.floor_hit for g in verdict.gates):
                     why.append("floor")
-                cells.append(f"caught ({', '.join(why)})")
+                cells.append("caught" + (f" ({', '.join(why)})" if why else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

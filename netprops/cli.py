@@ -65,6 +65,8 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
         raise ValueError(f"--set is used by record and compare, not by {args.action}")
     if args.accept and args.action != "migrate":
         raise ValueError(f"--accept is used by migrate, not by {args.action}")
+    if args.simulate and args.action != "show":
+        raise ValueError(f"--simulate is used by show, not by {args.action}")
     device = resolve_device(args.device)  # ValueError for a bad kind or missing CUDA
     if args.action == "whatif":
         return _what_if_table(names, args)
@@ -117,6 +119,8 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
         else:
             stored = baselines.read_baseline(baselines.baseline_path(name, device.type, args.root))
             print(_describe(stored))
+            if args.simulate:
+                print(_calibration(stored, args.simulate))
     # a regression anywhere is the answer, even if other scenarios could not be compared
     return EXIT_FAILED if regression else status
 
@@ -183,6 +187,21 @@ def _describe(stored: Any) -> str:
     return "\n".join(lines)
 
 
+def _calibration(stored: Any, trials: int) -> str:
+    from .baselines import simulated_calibration
+
+    lines = [f"  simulated on the recorded distributions ({trials} gate runs, smoothed bootstrap):"]
+    for metric, row in simulated_calibration(stored, trials=trials).items():
+        text = (
+            f"    {metric:20s} false alarms {row['false_alarm']:.2e} (nominal {row['nominal']:.1e}), "
+            f"power at the detectable drop {row['power_at_drop']:.3f}"
+        )
+        if "power_at_2_points" in row:
+            text += f", at 2 points {row['power_at_2_points']:.3f}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def _add_baselines_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "baselines",
@@ -221,6 +240,13 @@ def _add_baselines_parser(subparsers: Any) -> None:
         "--accept",
         action="store_true",
         help="migrate: write the new baseline even when it is not shown equivalent",
+    )
+    parser.add_argument(
+        "--simulate",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="show: also simulate N gate runs on the recorded distributions (false alarms, power)",
     )
     parser.add_argument(
         "--across-environments",

@@ -476,3 +476,16 @@ def test_an_intact_file_of_an_older_schema_is_replaced_on_update(tmp_path):
     path.write_text(json.dumps({**_baseline().to_dict(), "schema": SCHEMA_VERSION + 1}))
     with pytest.raises(BaselineError, match="unknown baseline schema"):
         write_baseline(_baseline(), path, overwrite=True)
+
+
+def test_simulated_calibration_of_a_normal_recording(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    stored = read_baseline(baselines.record("arch-mlp", root=tmp_path))
+    table = baselines.simulated_calibration(stored, trials=20_000, seed=1)
+    assert set(table) == {"final_accuracy", "auc_log_loss"}
+    accuracy = table["final_accuracy"]
+    assert accuracy["nominal"] == pytest.approx(5e-4)
+    assert accuracy["false_alarm"] <= 0.003  # ~5e-4 expected: 10 of 20,000
+    assert 0.85 <= accuracy["power_at_drop"] <= 0.95
+    assert accuracy["power_at_2_points"] > 0.99  # 2 points is 5 recorded sds
+    assert "power_at_2_points" not in table["auc_log_loss"]
