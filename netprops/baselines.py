@@ -3,8 +3,8 @@
 A baseline holds, for one scenario on one device kind, the metrics of K seeded
 training runs plus the provenance of the environment that produced them. The
 gate (:func:`compare`) runs m fresh seeds and tests each gated metric with
-:func:`netprops.gate.gate_metric` (a prediction bound, or a rank test for a
-metric that is not normal, plus a chance-level floor). Within one environment
+:func:`netprops.gate.gate_metric` (an exact rank test of fresh against recorded
+runs, plus a chance-level floor). Within one environment
 its false-alarm rate is stated; across environments (another torch, another
 thread count) it is not, so a changed environment is never compared silently:
 :func:`migrate` records K seeds in the new environment, tests old vs new for
@@ -37,7 +37,6 @@ from .gate import (
     GATE_ALPHA,
     EquivalenceResult,
     GateResult,
-    choose_test,
     detectable_drop,
     equivalence_test,
     gate_metric,
@@ -46,6 +45,7 @@ from .gate import (
 
 __all__ = [
     "EQUIVALENCE_MARGINS",
+    "GATE_TEST",
     "SCHEMA_VERSION",
     "Baseline",
     "BaselineError",
@@ -78,6 +78,10 @@ ENVIRONMENT_KEYS = (
     "tf32",
     "deterministic",
 )
+
+#: The gate's test for every gated metric: the exact Mann-Whitney test, whose false-alarm rate
+#: holds for any distribution (see netprops.gate and docs/methods-gate.md).
+GATE_TEST = "rank"
 
 #: Equivalence margins of :func:`migrate`, per gated metric: a new environment is
 #: equivalent when new - old is shown to lie within ±margin. Accuracy: 1 point (half
@@ -518,11 +522,23 @@ def record(
 
 
 def _same_definition(stored: Baseline, scenario: Any) -> bool:
-    """The stored config equals ``scenario``'s, seeds aside (through JSON, as it was stored)."""
-    ignore = ("baseline_seeds",)
+    """The stored config equals ``scenario``'s, seeds aside (through JSON, as it was stored).
+
+    The fresh seeds are the gate's budget, not part of what was recorded.
+    """
+    ignore = ("baseline_seeds", "fresh_seeds")
     old = {k: v for k, v in stored.config.items() if k not in ignore}
     new = {k: v for k, v in json.loads(json.dumps(scenario.to_dict())).items() if k not in ignore}
     return old == new
+
+
+def _fresh_count(stored: Baseline) -> int:
+    """m: the fresh seeds of the catalog's scenario of that name, else of the stored config."""
+    from .scenarios import list_scenarios
+
+    if stored.scenario in list_scenarios():
+        return len(_scenario(stored.scenario).fresh_seeds)
+    return len(stored.config.get("fresh_seeds", ())) or 3
 
 
 def detectable_drops(
@@ -530,20 +546,26 @@ def detectable_drops(
 ) -> dict[str, tuple[str, float]]:
     """Per gated metric of ``stored``: (the gate's test, its detectable drop) for m fresh runs.
 
-    ``m`` defaults to the number of fresh seeds in the stored scenario config;
+    ``m`` defaults to the number of fresh seeds the gate runs for this scenario;
     ``alpha`` is the scenario's, split over the gated metrics as :func:`compare` does.
+    The drop is simulated on the recorded distribution (:func:`netprops.gate.detectable_drop`).
     """
     from .scenarios import GATED_METRICS
 
-    if m is None:
-        m = len(stored.config.get("fresh_seeds", ())) or 3
+    m = _fresh_count(stored) if m is None else check_int("m", m, min_value=1)
     per_metric = alpha / len(GATED_METRICS)
-    out = {}
-    for name in GATED_METRICS:
-        values = [v for v in stored.metrics[name] if v is not None]
-        test = choose_test(values)
-        out[name] = (test, detectable_drop(values, m, alpha=per_metric, test=test))
-    return out
+    return {
+        name: (
+            GATE_TEST,
+            detectable_drop(
+                [v for v in stored.metrics[name] if v is not None],
+                m,
+                alpha=per_metric,
+                test=GATE_TEST,
+            ),
+        )
+        for name in GATED_METRICS
+    }
 
 
 def simulated_calibration(
@@ -564,7 +586,7 @@ def simulated_calibration(
     """
     from .scenarios import GATED_METRICS
 
-    m = len(stored.config.get("fresh_seeds", ())) or 3
+    m = _fresh_count(stored)
     per_metric = alpha / len(GATED_METRICS)
     out: dict[str, dict[str, float]] = {}
     for metric, (test, drop) in detectable_drops(stored, m, alpha=alpha).items():
@@ -607,8 +629,8 @@ def compare(
     stored baseline is still the reference, so the verdict answers "would this
     change regress convergence?". Each gated metric (final test accuracy,
     higher is better; area under the log-loss curve, lower is better) is tested
-    at ``alpha / 2`` with :func:`netprops.gate.gate_metric` (the test chosen from
-    the stored values), so the scenario's false-alarm probability is ``alpha``;
+    at ``alpha / 2`` with :func:`netprops.gate.gate_metric` (the exact rank test,
+    :data:`GATE_TEST`), so the scenario's false-alarm probability is at most ``alpha``;
     a fresh mean accuracy at or below the scenario's ``chance_floor`` fails
     whatever the baseline spread. When the environment differs from the stored
     provenance nothing is compared unless ``across_environments`` is True.
@@ -667,6 +689,7 @@ def compare(
             alpha=alpha / len(GATED_METRICS),
             higher_is_better=higher,
             floor=floors.get(metric),
+            test=GATE_TEST,
         )
         for metric, higher in GATED_METRICS.items()
     )

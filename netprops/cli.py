@@ -164,7 +164,9 @@ def _describe(stored: Any) -> str:
             f"  migrated from torch {old.get('torch')} ({old.get('threads')} threads, recorded "
             f"{old.get('date')})"
         )
-    m = len(stored.config.get("fresh_seeds", ())) or 3
+    from .scenarios import get
+
+    m = len(get(stored.scenario).fresh_seeds)  # show reads catalog scenarios only
     drops = detectable_drops(stored, m)
     floor = stored.config.get("chance_floor")
     for metric, values in stored.metrics.items():

@@ -199,6 +199,8 @@ class RunResult:
 
 
 _SEED_NET = "mlp-784-500-100-100-10"
+_THREE_FRESH = (1000, 1001, 1002)
+_FOUR_FRESH = (1000, 1001, 1002, 1003)
 _CATALOG: dict[str, Scenario] = {}
 
 
@@ -211,7 +213,7 @@ def _add(scenario: Scenario) -> None:
 # Every scenario trains until it is clearly learning in every seed (mean test accuracy
 # >= 0.75 on the whole 10,000-image test split) and ends with a cool-down, so its final
 # metrics vary little from seed to seed: the gate then detects a 2-point drop with 3 fresh
-# seeds (docs/methods-gate.md). The convolutional ones see 14x14 images (downsample=2): a
+# seeds (4 for the noisiest), see docs/methods-gate.md. The convolutional ones see 14x14 images (downsample=2): a
 # budget knob (about 4x cheaper on a CPU) that the study overrides.
 
 # Initialization (the coursework's study): deep tanh/ReLU nets, plain N(0, 1) vs Xavier/He.
@@ -269,6 +271,9 @@ for _norm in ("none", "layer", "batch"):
                 init="he",
                 steps=_steps,
                 batch_size=_batch,
+                # BatchNorm at batch 4 is the noisiest working scenario: a fourth fresh seed
+                # keeps its detectable accuracy drop under 2 points
+                fresh_seeds=_FOUR_FRESH if (_norm, _batch) == ("batch", 4) else _THREE_FRESH,
             )
         )
 

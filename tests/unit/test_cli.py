@@ -48,7 +48,7 @@ def test_baselines_show_prints_the_stored_numbers(capsys):
     assert out.startswith("norm-none-b128 on cpu: 30 seeds")
     assert "final_accuracy" in out
     assert "auc_log_loss" in out
-    assert out.count("[gated: prediction test, detectable drop") == 2
+    assert out.count("[gated: rank test, detectable drop") == 2
     assert "with 3 fresh seeds, floor 0.2]" in out
 
 

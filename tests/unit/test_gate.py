@@ -10,8 +10,6 @@ from scipy import stats
 
 from netprops.gate import (
     GATE_ALPHA,
-    NORMALITY_ALPHA,
-    choose_test,
     detectable_drop,
     equivalence_test,
     gate_metric,
@@ -80,6 +78,8 @@ def test_gate_validation():
         prediction_gate("x", [1.0, math.nan], [1.0])
     with pytest.raises(ValueError, match="test must be one of"):
         gate_metric("x", [1.0, 2.0, 3.0], [1.0], test="welch")
+    with pytest.raises(ValueError, match="test must be one of"):
+        simulate_gate([1.0, 2.0, 3.0], 3, test="welch")
 
 
 def test_floor_fails_whatever_the_spread():
@@ -96,12 +96,27 @@ def test_floor_fails_whatever_the_spread():
     assert loss.floor_hit and not loss.passed
 
 
-def test_choose_test_screens_out_a_bimodal_metric():
-    assert choose_test(BIMODAL) == "rank"
-    assert stats.shapiro(BIMODAL).pvalue < NORMALITY_ALPHA
-    assert choose_test(np.random.default_rng(0).normal(size=30)) == "prediction"
-    assert choose_test([0.5, 0.5, 0.5]) == "prediction"
-    assert choose_test([0.5, 0.6]) == "prediction"  # too few to screen
+def test_a_bimodal_recording_leaves_only_the_floor_to_catch_a_dead_network():
+    """Why every recorded run must learn: with 4 of 10 seeds at chance, no test can see a dead
+    network (the normal bound lies below chance, the rank test finds it like a failed seed)."""
+    dead = [0.1, 0.1, 0.1]
+    bound = prediction_gate("acc", BIMODAL, dead, alpha=5e-4)
+    assert bound.bound < 0.1 and bound.passed
+    assert rank_gate("acc", BIMODAL * 3, dead, alpha=5e-4).passed
+    assert not rank_gate("acc", BIMODAL * 3, dead, alpha=5e-4, floor=0.2).passed
+
+
+def test_the_normal_bound_overshoots_alpha_on_a_heavy_tailed_metric():
+    """Heavy tails a 30-value normality screen cannot see: the bound fires too often, ranks do not."""
+    rng = np.random.default_rng(12)
+    heavy = rng.standard_t(3, size=200_000)
+    assert stats.shapiro(heavy[:30]).pvalue > 0.01
+    trials, alpha = 200_000, 5e-4
+    bound = simulate_gate(heavy, 3, alpha=alpha, k=30, test="prediction", trials=trials, seed=13)
+    rank = simulate_gate(heavy, 3, alpha=alpha, k=30, test="rank", trials=trials, seed=13)
+    high = _binomial_band(trials, alpha)[1]
+    assert bound * trials > high, f"bound {bound:.2e}"
+    assert rank * trials <= high, f"rank {rank:.2e}"
 
 
 def test_rank_gate_is_the_exact_mann_whitney_test():
@@ -132,7 +147,7 @@ def test_rank_gate_holds_alpha_on_a_bimodal_metric_where_the_bound_does_not_appl
 
 def test_detectable_drop_is_the_90_percent_power_point_under_normality():
     base = _unit_sample(30)
-    drop = detectable_drop(base, 3, alpha=GATE_ALPHA / 2)
+    drop = detectable_drop(base, 3, alpha=GATE_ALPHA / 2, test="prediction")
     assert 2.9 < drop < 3.3  # in sds: (t + z) * sqrt(1/3 + 1/30) with K - 1 = 29 df
     normal = _unit_sample(200_000, seed=4)  # a smoothed bootstrap of this is N(0, 1)
     trials = 20_000
@@ -142,14 +157,16 @@ def test_detectable_drop_is_the_90_percent_power_point_under_normality():
     low, high = _binomial_band(trials, 0.9)
     assert low / trials <= caught <= high / trials
     assert detectable_drop([0.5, 0.5, 0.5], 3) == 0.0
-    assert detectable_drop(base * 0.01, 3, alpha=GATE_ALPHA / 2) == pytest.approx(drop * 0.01)
+    scaled = detectable_drop(base * 0.01, 3, alpha=GATE_ALPHA / 2, test="prediction")
+    assert scaled == pytest.approx(drop * 0.01)
 
 
 def test_detectable_drop_of_the_rank_test_is_found_by_simulation():
     base = _unit_sample(30, seed=6)
-    rank = detectable_drop(base, 3, alpha=GATE_ALPHA / 2, test="rank")
+    rank = detectable_drop(base, 3, alpha=GATE_ALPHA / 2)
     bound = detectable_drop(base, 3, alpha=GATE_ALPHA / 2, test="prediction")
-    assert bound < rank < 2 * bound  # less powerful on normal data, same order
+    assert bound < rank < 1.4 * bound  # less powerful on normal data, same order
+    assert detectable_drop(base, 4, alpha=GATE_ALPHA / 2) < rank
     power = simulate_gate(
         base, 3, alpha=GATE_ALPHA / 2, shift=rank, test="rank", trials=20_000, seed=7
     )
@@ -166,15 +183,25 @@ def test_simulated_false_alarm_rate_of_the_bound_on_normal_data_is_alpha():
     assert low <= rate * trials <= high
 
 
-def test_gate_metric_dispatches_and_states_the_detectable_drop():
+def test_simulated_false_alarm_rate_of_the_rank_test_is_its_exact_size():
+    trials, alpha = 400_000, 5e-4
+    size = 2 / math.comb(33, 3)  # P(U <= 1): the largest attainable level below alpha
+    rate = simulate_gate(_unit_sample(200_000), 3, alpha=alpha, k=30, trials=trials, seed=14)
+    low, high = _binomial_band(trials, size)
+    assert low <= rate * trials <= high
+
+
+def test_gate_metric_runs_the_rank_test_and_states_the_detectable_drop():
     normal = list(np.random.default_rng(9).normal(0.85, 0.005, size=30))
     result = gate_metric("acc", normal, [0.85, 0.851, 0.849], alpha=5e-4)
-    assert result.test == "prediction"
+    assert result.test == "rank" and result.passed
     assert result.detectable_drop == pytest.approx(detectable_drop(normal, 3, alpha=5e-4))
     assert "detectable drop" in str(result)
-    bimodal = gate_metric("acc", BIMODAL * 3, [0.1, 0.1, 0.1], alpha=5e-4, floor=0.2)
-    assert bimodal.test == "rank"
-    assert not bimodal.passed
+    bound = gate_metric("acc", normal, [0.85, 0.851, 0.849], alpha=5e-4, test="prediction")
+    assert bound.test == "prediction"
+    assert bound.detectable_drop < result.detectable_drop
+    dead = gate_metric("acc", BIMODAL * 3, [0.1, 0.1, 0.1], alpha=5e-4, floor=0.2)
+    assert not dead.passed and dead.floor_hit
 
 
 def test_equivalence_test_verdicts():
