@@ -416,6 +416,14 @@ def detectable_drop(
             return float(stats.nct.cdf(-critical, k - 1, -delta / factor)) - power
 
         return optimize.brentq(miss, 0.0, 100.0, xtol=1e-6) * sd
+    return _rank_drop(tuple(base.tolist()), m, alpha, power, seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _rank_drop(values: tuple[float, ...], m: int, alpha: float, power: float, seed: int) -> float:
+    """:func:`detectable_drop` of the rank test (cached: what-if runs ask again and again)."""
+    base = np.asarray(values)
+    k, sd = base.size, float(base.std(ddof=1))
     if 1 / math.comb(k + m, m) > alpha:
         return math.inf
 
