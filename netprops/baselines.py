@@ -562,9 +562,10 @@ def detectable_drops(
                 m,
                 alpha=per_metric,
                 test=GATE_TEST,
+                higher_is_better=higher,
             ),
         )
-        for name in GATED_METRICS
+        for name, higher in GATED_METRICS.items()
     }
 
 
@@ -582,7 +583,8 @@ def simulated_calibration(
     with no change), ``nominal`` (its alpha), ``power_at_drop`` (fraction caught
     when the mean worsens by the detectable drop), and for the accuracy
     ``power_at_2_points`` (worsened by ``accuracy_drop``). See
-    :func:`netprops.gate.simulate_gate`.
+    :func:`netprops.gate.simulate_gate`; the powers use other draws (``seed + 1``)
+    than the search that found the detectable drop, so they check it.
     """
     from .scenarios import GATED_METRICS
 
@@ -597,16 +599,15 @@ def simulated_calibration(
             alpha=per_metric,
             higher_is_better=GATED_METRICS[metric],
             test=test,
-            seed=seed,
         )
         power_trials = max(trials // 10, 1)
         row = {
-            "false_alarm": rate(shift=0.0, trials=trials),
+            "false_alarm": rate(shift=0.0, trials=trials, seed=seed),
             "nominal": per_metric,
-            "power_at_drop": rate(shift=drop, trials=power_trials),
+            "power_at_drop": rate(shift=drop, trials=power_trials, seed=seed + 1),
         }
         if metric == "final_accuracy":
-            row["power_at_2_points"] = rate(shift=accuracy_drop, trials=power_trials)
+            row["power_at_2_points"] = rate(shift=accuracy_drop, trials=power_trials, seed=seed + 1)
         out[metric] = row
     return out
 

@@ -278,7 +278,9 @@ def gate_metric(
     result = gate(
         metric, baseline, fresh, alpha=alpha, higher_is_better=higher_is_better, floor=floor
     )
-    drop = detectable_drop(baseline, len(result.fresh), alpha=alpha, test=test)
+    drop = detectable_drop(
+        baseline, len(result.fresh), alpha=alpha, test=test, higher_is_better=higher_is_better
+    )
     return dataclasses.replace(result, detectable_drop=drop)
 
 
@@ -388,9 +390,13 @@ def detectable_drop(
     alpha: float = GATE_ALPHA,
     power: float = GATE_POWER,
     test: str = "rank",
+    higher_is_better: bool = True,
     seed: int = 0,
 ) -> float:
     """The smallest worsening of the mean that ``test`` catches with probability ``power``.
+
+    Worsening: a drop when ``higher_is_better``, a rise otherwise (the recorded
+    distribution is not assumed symmetric).
 
     ``"rank"``: found by bisection on :func:`simulate_gate` (20,000 trials per
     step, the same draws at every step, ``seed``) on the recorded distribution.
@@ -416,11 +422,13 @@ def detectable_drop(
             return float(stats.nct.cdf(-critical, k - 1, -delta / factor)) - power
 
         return optimize.brentq(miss, 0.0, 100.0, xtol=1e-6) * sd
-    return _rank_drop(tuple(base.tolist()), m, alpha, power, seed)
+    return _rank_drop(tuple(base.tolist()), m, alpha, power, higher_is_better, seed)
 
 
 @functools.lru_cache(maxsize=256)
-def _rank_drop(values: tuple[float, ...], m: int, alpha: float, power: float, seed: int) -> float:
+def _rank_drop(
+    values: tuple[float, ...], m: int, alpha: float, power: float, higher: bool, seed: int
+) -> float:
     """:func:`detectable_drop` of the rank test (cached: what-if runs ask again and again)."""
     base = np.asarray(values)
     k, sd = base.size, float(base.std(ddof=1))
@@ -429,7 +437,14 @@ def _rank_drop(values: tuple[float, ...], m: int, alpha: float, power: float, se
 
     def caught(delta: float) -> float:
         return simulate_gate(
-            base, m, alpha=alpha, shift=delta * sd, test="rank", trials=_SEARCH_TRIALS, seed=seed
+            base,
+            m,
+            alpha=alpha,
+            shift=delta * sd,
+            higher_is_better=higher,
+            test="rank",
+            trials=_SEARCH_TRIALS,
+            seed=seed,
         )
 
     low, high = 0.0, 1.0

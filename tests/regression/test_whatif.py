@@ -30,15 +30,17 @@ CHEAP = "norm-none-b128"
 FULL_TABLE = os.environ.get("NETPROPS_WHATIF_TABLE", "") not in ("", "0")
 
 
+def _readme_table() -> list[str]:
+    """The lines of the README's what-if table (header first)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"^\| scenario \| lr ÷ 2 ", line))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
 def _readme_row(name: str) -> str:
-    rows = [
-        line
-        for line in README.read_text(encoding="utf-8").splitlines()
-        if line.startswith(f"| {name} |")
-    ]
-    assert len(rows) == 1, (
-        f"README must hold exactly one what-if table row for {name}, found {rows}"
-    )
+    rows = [line for line in _readme_table() if line.startswith(f"| {name} |")]
+    assert len(rows) == 1, f"the README's what-if table must hold one row for {name}: {rows}"
     return rows[0]
 
 
@@ -82,12 +84,11 @@ def test_the_readme_what_if_table(name, baselines_root, fashion_cpu):
     _check_row(name, baselines_root, fashion_cpu)
 
 
-def test_readme_table_header_lists_the_standard_what_ifs():
+def test_readme_table_lists_every_scenario_and_the_standard_what_ifs():
     from netprops.scenarios import what_ifs
 
-    header = next(
-        line
-        for line in README.read_text(encoding="utf-8").splitlines()
-        if re.match(r"^\| scenario \| lr ÷ 2 ", line)
-    )
-    assert header == "| scenario | " + " | ".join(what_ifs(CHEAP)) + " |"
+    table = _readme_table()
+    assert table[0] == "| scenario | " + " | ".join(what_ifs(CHEAP)) + " |"
+    assert [line.split(" | ")[0].removeprefix("| ") for line in table[2:]] == list_scenarios()
+    dead = [line.split(" | ")[2] for line in table[2:]]
+    assert all(cell.startswith("caught") for cell in dead), "a dead network missed in the README"

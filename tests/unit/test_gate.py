@@ -233,3 +233,12 @@ def test_equivalence_test_size_at_the_margin():
         for _ in range(trials)
     )
     assert declared <= stats.binom.isf(1e-9, trials, 0.05)
+
+
+def test_detectable_drop_follows_the_metric_direction_on_a_skewed_distribution():
+    skewed = np.random.default_rng(15).exponential(size=30)
+    rise = detectable_drop(skewed, 3, alpha=5e-4, higher_is_better=False)
+    mirrored = detectable_drop(-skewed, 3, alpha=5e-4, higher_is_better=True)
+    assert rise == pytest.approx(mirrored, rel=0.05)
+    drop = detectable_drop(skewed, 3, alpha=5e-4, higher_is_better=True)
+    assert rise > 1.02 * drop  # a long right tail: a rise is harder to see than a drop
