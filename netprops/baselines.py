@@ -40,6 +40,7 @@ from .gate import (
     detectable_drop,
     equivalence_test,
     gate_metric,
+    min_recorded_runs,
     simulate_gate,
 )
 
@@ -470,6 +471,20 @@ def _check_learns(
             )
 
 
+def _check_enough_runs(scenario: Any, seeds: Sequence[int], alpha: float = GATE_ALPHA) -> None:
+    """Refuse to record fewer runs than the gate's rank test needs for this scenario's m."""
+    from .scenarios import GATED_METRICS
+
+    m = len(scenario.fresh_seeds)
+    needed = min_recorded_runs(m, alpha / len(GATED_METRICS))
+    if len(seeds) < needed:
+        raise ValueError(
+            f"seeds must hold at least {needed} seeds for {scenario.name}: with fewer, the gate's "
+            f"rank test of its {m} fresh runs cannot reach alpha={alpha / len(GATED_METRICS):g}; "
+            f"got {len(seeds)}"
+        )
+
+
 def record(
     scenario: Any,
     *,
@@ -487,6 +502,8 @@ def record(
 
     Raises
     ------
+    ValueError
+        fewer seeds than the gate's rank test needs (:func:`netprops.gate.min_recorded_runs`).
     BaselineExistsError
         when a baseline exists and ``overwrite`` is False.
     BaselineError
@@ -495,6 +512,7 @@ def record(
     """
     scenario = _scenario(scenario)
     seeds = scenario.baseline_seeds if seeds is None else check_seeds("seeds", seeds, min_count=2)
+    _check_enough_runs(scenario, seeds)
     scenario = (
         scenario.replace(baseline_seeds=seeds) if seeds != scenario.baseline_seeds else scenario
     )
@@ -792,6 +810,7 @@ def migrate(
             f"{scenario.name} --device {kind} --update`"
         )
     seeds = stored.seeds if seeds is None else check_seeds("seeds", seeds, min_count=2)
+    _check_enough_runs(scenario, seeds)
     reused = sorted(set(seeds) & set(scenario.fresh_seeds))
     if reused:
         raise ValueError(

@@ -425,7 +425,7 @@ def test_migrate_validates_its_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(baselines, "_run_many", _normal_runs())
     baselines.record("arch-mlp", root=tmp_path)
     with pytest.raises(ValueError, match=r"disjoint from the scenario's fresh seeds.*\[1000\]"):
-        baselines.migrate("arch-mlp", root=tmp_path, seeds=(1, 1000))
+        baselines.migrate("arch-mlp", root=tmp_path, seeds=(*range(1, 30), 1000))
     with pytest.raises(BaselineError, match="no baseline recorded"):
         baselines.migrate("arch-cnn", root=tmp_path)
 
@@ -489,3 +489,17 @@ def test_simulated_calibration_of_a_normal_recording(tmp_path, monkeypatch):
     assert 0.85 <= accuracy["power_at_drop"] <= 0.95
     assert accuracy["power_at_2_points"] > 0.99  # 2 points is 5 recorded sds
     assert "power_at_2_points" not in table["auc_log_loss"]
+
+
+def test_record_refuses_fewer_runs_than_the_rank_test_needs(tmp_path, monkeypatch):
+    from netprops.gate import min_recorded_runs
+
+    assert min_recorded_runs(3, 5e-4) == 21
+    assert min_recorded_runs(4, 5e-4) == 13
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    with pytest.raises(ValueError, match="seeds must hold at least 21 seeds for arch-mlp"):
+        baselines.record("arch-mlp", root=tmp_path, seeds=tuple(range(20)))
+    assert not list(tmp_path.iterdir())
+    baselines.record("arch-mlp", root=tmp_path, seeds=tuple(range(21)))
+    with pytest.raises(ValueError, match="at least 21 seeds"):
+        baselines.migrate("arch-mlp", root=tmp_path, seeds=tuple(range(100, 110)))
