@@ -23,10 +23,10 @@ pytestmark = pytest.mark.convergence
 PROBE = Scenario(
     name="migrate-probe",
     group="probe",
-    description="784-128-64-10 ReLU MLP, He init, 150 Adam steps",
+    description="784-128-64-10 ReLU MLP, He init, 100 Adam steps",
     model="mlp-784-128-64-10",
     init="he",
-    steps=150,
+    steps=100,
     batch_size=64,
     baseline_seeds=tuple(range(13)),  # the fewest with which the gate's rank test works at m = 4
     fresh_seeds=(1000, 1001, 1002, 1003),

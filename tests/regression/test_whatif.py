@@ -26,7 +26,7 @@ from netprops.scenarios import GATED_METRICS, get, list_scenarios, run_scenario
 pytestmark = pytest.mark.convergence
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-CHEAP = "norm-none-b128"
+CHEAP = "reg-none"
 FULL_TABLE = os.environ.get("NETPROPS_WHATIF_TABLE", "") not in ("", "0")
 
 
