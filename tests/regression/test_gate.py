@@ -16,12 +16,26 @@ import pytest
 
 from netprops import baselines
 from netprops.plugin import running_in_ci
-from netprops.scenarios import list_scenarios
+from netprops.scenarios import get, list_scenarios
 
 pytestmark = pytest.mark.convergence
 
 
-@pytest.mark.parametrize("name", list_scenarios())
+def _longest_first(names):
+    """Convolutional scenarios first, then by steps × fresh seeds: under pytest-xdist the
+    longest tests start first, so the workers finish together."""
+
+    def cost(name):
+        scenario = get(name)
+        return (
+            not scenario.model.startswith(("cnn", "resnet", "wrn")),
+            -scenario.steps * len(scenario.fresh_seeds),
+        )
+
+    return sorted(names, key=cost)
+
+
+@pytest.mark.parametrize("name", _longest_first(list_scenarios()))
 def test_scenario_does_not_regress(name, baselines_root, update_baselines, fashion_cpu, in_ledger):
     path = baselines.baseline_path(name, "cpu", baselines_root)
     if update_baselines or not path.exists():
