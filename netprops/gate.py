@@ -121,7 +121,7 @@ class GateResult:
         else:
             worse = "lower" if self.higher_is_better else "higher"
             rule = (
-                f"rank test: P(fresh this much {worse}) = {self.p_value:.3g} must be > "
+                f"rank test: P(fresh this much {worse}) = {self.p_value:.3g} must be >= "
                 f"{self.bound:.3g}"
             )
         floor = ""
