@@ -6,7 +6,7 @@ move by at most ~10·3.2·lr·1e-5 either way, so it is the same untrained netwo
 full-length dead run evaluates); one cheap scenario runs every standard what-if at full length and must
 match its row of the README's what-if table.
 
-Opt-in (slow, about 20 min on 2 cores): ``NETPROPS_WHATIF_TABLE=1 pytest
+Opt-in (slow, about half an hour on 2 cores): ``NETPROPS_WHATIF_TABLE=1 pytest
 tests/regression/test_whatif.py -n 2`` runs every what-if against every scenario and checks
 the whole README table; ``netprops baselines whatif`` prints the table itself.
 """
@@ -78,7 +78,10 @@ def test_every_what_if_of_a_cheap_scenario_matches_the_readme(baselines_root, fa
     _check_row(CHEAP, baselines_root, fashion_cpu)
 
 
-@pytest.mark.skipif(not FULL_TABLE, reason="opt-in: set NETPROPS_WHATIF_TABLE=1 (about 20 min)")
+@pytest.mark.skipif(
+    not FULL_TABLE,
+    reason="opt-in: set NETPROPS_WHATIF_TABLE=1 (slow: about half an hour on 2 cores)",
+)
 @pytest.mark.parametrize("name", [n for n in list_scenarios() if n != CHEAP])
 def test_the_readme_what_if_table(name, baselines_root, fashion_cpu):
     _check_row(name, baselines_root, fashion_cpu)
