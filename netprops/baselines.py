@@ -1,14 +1,19 @@
-"""Convergence baselines: a versioned JSON store and the statistical gate (METHODS.md §4).
+"""Convergence baselines: a versioned JSON store, the gate, and migration between environments.
 
 A baseline holds, for one scenario on one device kind, the metrics of K seeded
 training runs plus the provenance of the environment that produced them. The
-gate compares m fresh runs (other seeds) with it through a one-sided prediction
-bound; when the environment differs from the provenance it says so instead of
-pretending the comparison means anything.
+gate (:func:`compare`) runs m fresh seeds and tests each gated metric with
+:func:`netprops.gate.gate_metric` (an exact rank test of fresh against recorded
+runs, plus a chance-level floor). Within one environment
+its false-alarm rate is stated; across environments (another torch, another
+thread count) it is not, so a changed environment is never compared silently:
+:func:`migrate` records K seeds in the new environment, tests old vs new for
+equivalence and writes the new baseline with the provenance of both.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -24,36 +29,45 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 from .devices import resolve_device, tf32_enabled
 from .errors import check_int, check_probability, check_seeds
+from .gate import (
+    EQUIVALENCE_ALPHA,
+    GATE_ALPHA,
+    EquivalenceResult,
+    GateResult,
+    detectable_drop,
+    equivalence_test,
+    gate_metric,
+    min_recorded_runs,
+    simulate_gate,
+)
 
 __all__ = [
-    "GATE_ALPHA",
+    "EQUIVALENCE_MARGINS",
+    "GATE_TEST",
     "SCHEMA_VERSION",
     "Baseline",
     "BaselineError",
     "BaselineExistsError",
-    "GateResult",
+    "Migration",
     "Verdict",
     "baseline_path",
     "compare",
     "current_provenance",
+    "detectable_drops",
     "environment_changes",
-    "prediction_gate",
+    "format_what_if_table",
+    "migrate",
     "read_baseline",
     "record",
+    "simulated_calibration",
+    "what_if_verdicts",
     "write_baseline",
 ]
 
-SCHEMA_VERSION = 1
-
-#: False-alarm probability of the gate for one scenario, split evenly over its gated metrics.
-#: With ~20 scenarios a fresh-seed set raises a false alarm with probability ~2%; since the
-#: fresh seeds are fixed, an unchanged tree in an unchanged environment gives the same verdict
-#: every run, so a pass never turns into a flake.
-GATE_ALPHA = 1e-3
+SCHEMA_VERSION = 2
 
 #: Provenance keys whose change makes a stored baseline incomparable.
 ENVIRONMENT_KEYS = (
@@ -65,6 +79,16 @@ ENVIRONMENT_KEYS = (
     "tf32",
     "deterministic",
 )
+
+#: The gate's test for every gated metric: the exact Mann-Whitney test, whose false-alarm rate
+#: holds for any distribution (see netprops.gate and docs/methods-gate.md).
+GATE_TEST = "rank"
+
+#: Equivalence margins of :func:`migrate`, per gated metric: a new environment is
+#: equivalent when new - old is shown to lie within ±margin. Accuracy: 1 point (half
+#: the gate's 2-point design goal). Mean log training loss: 0.05, i.e. training losses
+#: within about 5 % (e^0.05 = 1.051) of the old ones on average.
+EQUIVALENCE_MARGINS: Mapping[str, float] = {"final_accuracy": 0.01, "auc_log_loss": 0.05}
 
 
 class BaselineError(ValueError):
@@ -81,6 +105,8 @@ class Baseline:
 
     ``metrics`` maps a metric name to one value per seed (same order as ``seeds``);
     ``None`` marks a run that never reached a target (steps-to-target).
+    ``previous`` is set by :func:`migrate`: the provenance, seeds and metrics of
+    the baseline this one replaced, and the equivalence tests between the two.
     """
 
     scenario: str
@@ -89,6 +115,7 @@ class Baseline:
     metrics: Mapping[str, tuple[float | None, ...]]
     config: Mapping[str, Any]
     provenance: Mapping[str, Any]
+    previous: Mapping[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +133,7 @@ class Baseline:
         if isinstance(schema, bool) or schema != SCHEMA_VERSION:
             raise BaselineError(
                 f"{source}: unknown baseline schema {schema!r} (this netprops reads schema "
-                f"{SCHEMA_VERSION}); re-record it with `netprops baselines record`"
+                f"{SCHEMA_VERSION}); re-record it with `netprops baselines record --update`"
             )
         missing = {"scenario", "device_kind", "seeds", "metrics", "config", "provenance"} - set(
             data
@@ -126,6 +153,9 @@ class Baseline:
         for name in ("config", "provenance"):
             if not isinstance(data[name], Mapping):
                 raise bad(name, "a JSON object")
+        previous = data.get("previous")
+        if previous is not None and not isinstance(previous, Mapping):
+            raise bad("previous", "a JSON object or null")
         raw_seeds = data["seeds"]
         if (
             not isinstance(raw_seeds, list)
@@ -165,6 +195,7 @@ class Baseline:
             metrics=metrics,
             config=dict(data["config"]),
             provenance=dict(data["provenance"]),
+            previous=None if previous is None else dict(previous),
         )
 
 
@@ -238,6 +269,22 @@ def _exists_error(path: Path) -> BaselineExistsError:
     )
 
 
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace a file we cannot read (it may be the only copy of a recording);
+    an intact file of an older schema is replaceable (re-recording is how it is upgraded)."""
+    try:
+        read_baseline(path)
+    except BaselineError:
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
+        except (OSError, ValueError, AttributeError):
+            schema = None
+        if not (
+            isinstance(schema, int) and not isinstance(schema, bool) and schema < SCHEMA_VERSION
+        ):
+            raise
+
+
 def write_baseline(
     baseline: Baseline, path: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
@@ -254,8 +301,9 @@ def write_baseline(
     BaselineExistsError
         when ``path`` exists and ``overwrite`` is False.
     BaselineError
-        when ``overwrite`` is True but the existing file is corrupt or of another
-        schema (move it away by hand: it may be the only copy of a recording).
+        when ``overwrite`` is True but the existing file is corrupt or of a newer or
+        unknown schema (move it away by hand: it may be the only copy of a recording);
+        an intact file of an older schema is replaced.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +312,7 @@ def write_baseline(
         if path.exists():
             if not overwrite:
                 raise _exists_error(path)
-            read_baseline(path)  # refuse to replace a file we cannot read
+            _check_replaceable(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -333,84 +381,6 @@ def environment_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -
     ]
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """One metric's one-sided prediction-bound test.
-
-    Fails when the mean of the m fresh runs is worse than
-    ``x̄ ∓ t_{1-α, K-1} · s · sqrt(1/m + 1/K) ∓ margin`` (sign by direction).
-    """
-
-    metric: str
-    passed: bool
-    fresh_mean: float
-    baseline_mean: float
-    baseline_sd: float
-    bound: float
-    alpha: float
-    higher_is_better: bool
-    fresh: tuple[float, ...] = field(default=())
-    baseline_range: tuple[float, float] = (math.nan, math.nan)
-
-    def __str__(self) -> str:
-        op = ">=" if self.higher_is_better else "<="
-        status = "ok" if self.passed else "REGRESSION"
-        return (
-            f"{self.metric}: fresh mean {self.fresh_mean:.5g} (runs {', '.join(f'{v:.5g}' for v in self.fresh)}) "
-            f"must be {op} {self.bound:.5g}; baseline {self.baseline_mean:.5g} ± {self.baseline_sd:.3g} "
-            f"(range {self.baseline_range[0]:.5g}..{self.baseline_range[1]:.5g}), alpha {self.alpha:g} [{status}]"
-        )
-
-
-def prediction_gate(
-    metric: str,
-    baseline: Sequence[float],
-    fresh: Sequence[float],
-    *,
-    alpha: float = GATE_ALPHA,
-    higher_is_better: bool = True,
-    margin: float = 0.0,
-) -> GateResult:
-    """One-sided prediction bound for the mean of ``fresh`` given ``baseline`` runs (METHODS.md §4).
-
-    For K baseline values with mean x̄ and sd s, the mean of m new values from the
-    same normal distribution stays above ``x̄ - t_{1-α,K-1}·s·sqrt(1/m + 1/K)`` with
-    probability 1 - α (below the mirrored bound when lower is better). ``margin``
-    widens the bound by a fixed practical tolerance.
-
-    Raises
-    ------
-    ValueError
-        fewer than 2 baseline values or no fresh values.
-    """
-    alpha = check_probability("alpha", alpha)
-    base = np.asarray(baseline, dtype=np.float64)
-    new = np.asarray(fresh, dtype=np.float64)
-    k = check_int("len(baseline)", base.size, min_value=2)
-    m = check_int("len(fresh)", new.size, min_value=1)
-    mean, sd = float(base.mean()), float(base.std(ddof=1))
-    half_width = float(stats.t.ppf(1 - alpha, k - 1)) * sd * math.sqrt(1 / m + 1 / k) + margin
-    fresh_mean = float(new.mean())
-    if higher_is_better:
-        bound = mean - half_width
-        passed = fresh_mean >= bound
-    else:
-        bound = mean + half_width
-        passed = fresh_mean <= bound
-    return GateResult(
-        metric=metric,
-        passed=passed,
-        fresh_mean=fresh_mean,
-        baseline_mean=mean,
-        baseline_sd=sd,
-        bound=bound,
-        alpha=alpha,
-        higher_is_better=higher_is_better,
-        fresh=tuple(float(v) for v in new),
-        baseline_range=(float(base.min()), float(base.max())),
-    )
-
-
 # --------------------------------------------------------------------------- record / compare
 
 
@@ -418,9 +388,12 @@ def prediction_gate(
 class Verdict:
     """The gate's answer for one scenario.
 
-    ``passed`` is False for a regression; ``environment_changed`` is True when the
-    stored baseline came from another environment or another definition of the
-    scenario, in which case ``passed`` is None: nothing was compared.
+    ``passed`` is False for a regression. ``environment_changed`` is True when
+    the stored baseline came from another environment or another definition of
+    the scenario (``definition_changed``); ``passed`` is then None (nothing was
+    compared) unless the comparison was asked for across environments
+    (``cross_environment``), whose verdict is informative only: the gate's
+    false-alarm rate holds within one environment.
     """
 
     scenario: str
@@ -430,6 +403,9 @@ class Verdict:
     gates: tuple[GateResult, ...] = ()
     fresh: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
     path: str = ""
+    changes: tuple[str, ...] = ()
+    definition_changed: bool = False
+    cross_environment: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -459,6 +435,56 @@ def _run_many(
     return metrics
 
 
+def _scenario(scenario: Any) -> Any:
+    from .scenarios import Scenario, get
+
+    if isinstance(scenario, str):
+        return get(scenario)
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"scenario must be a name or a Scenario, got {type(scenario).__name__}")
+    return scenario
+
+
+def _floors(scenario: Any) -> dict[str, float]:
+    """Per gated metric, the value at or beyond which a fresh mean fails outright."""
+    return {"final_accuracy": scenario.chance_floor}
+
+
+def _check_learns(
+    scenario: Any,
+    seeds: Sequence[int],
+    metrics: Mapping[str, Sequence[float | None]],
+    where: str,
+) -> None:
+    """Refuse a recording whose runs reach a floor: the gate would fail its own runs."""
+    for name, floor in _floors(scenario).items():
+        hits = [
+            (seed, v)
+            for seed, v in zip(seeds, metrics.get(name, ()), strict=False)
+            if v is not None and v <= floor
+        ]
+        if hits:
+            raise BaselineError(
+                f"{where}: {len(hits)} recorded run(s) of {scenario.name} have {name} at or "
+                f"below the scenario's chance floor {floor:g} (seed, value: {hits[:5]}); a "
+                "scenario must learn in every seed (train longer, or change its configuration)"
+            )
+
+
+def _check_enough_runs(scenario: Any, seeds: Sequence[int], alpha: float = GATE_ALPHA) -> None:
+    """Refuse to record fewer runs than the gate's rank test needs for this scenario's m."""
+    from .scenarios import GATED_METRICS
+
+    m = len(scenario.fresh_seeds)
+    needed = min_recorded_runs(m, alpha / len(GATED_METRICS))
+    if len(seeds) < needed:
+        raise ValueError(
+            f"seeds must hold at least {needed} seeds for {scenario.name}: with fewer, the gate's "
+            f"rank test of its {m} fresh runs cannot reach alpha={alpha / len(GATED_METRICS):g}; "
+            f"got {len(seeds)}"
+        )
+
+
 def record(
     scenario: Any,
     *,
@@ -476,19 +502,26 @@ def record(
 
     Raises
     ------
+    ValueError
+        fewer seeds than the gate's rank test needs (:func:`netprops.gate.min_recorded_runs`).
     BaselineExistsError
         when a baseline exists and ``overwrite`` is False.
+    BaselineError
+        when a gated metric is not finite in some run, or a run's accuracy is at
+        or below the scenario's chance floor (nothing is written).
     """
-    from .scenarios import get
-
-    scenario = get(scenario) if isinstance(scenario, str) else scenario
+    scenario = _scenario(scenario)
     seeds = scenario.baseline_seeds if seeds is None else check_seeds("seeds", seeds, min_count=2)
+    _check_enough_runs(scenario, seeds)
+    scenario = (
+        scenario.replace(baseline_seeds=seeds) if seeds != scenario.baseline_seeds else scenario
+    )
     kind = resolve_device(device).type
     path = baseline_path(scenario.name, kind, root)
     if path.exists():  # fail before the trainings, not after them
         if not overwrite:
             raise _exists_error(path)
-        read_baseline(path)
+        _check_replaceable(path)
     with _threads(threads):
         metrics = _run_many(scenario, seeds, device, data)
         provenance = current_provenance(device)
@@ -502,7 +535,99 @@ def record(
     )
     # the checks a reader applies, before anything is written (e.g. a NaN accuracy)
     Baseline.from_dict(baseline.to_dict(), source=f"new recording for {path}")
+    _check_learns(scenario, seeds, metrics, f"new recording for {path}")
     return write_baseline(baseline, path, overwrite=overwrite)
+
+
+def _same_definition(stored: Baseline, scenario: Any) -> bool:
+    """The stored config equals ``scenario``'s, seeds aside (through JSON, as it was stored).
+
+    The fresh seeds are the gate's budget, not part of what was recorded.
+    """
+    ignore = ("baseline_seeds", "fresh_seeds")
+    old = {k: v for k, v in stored.config.items() if k not in ignore}
+    new = {k: v for k, v in json.loads(json.dumps(scenario.to_dict())).items() if k not in ignore}
+    return old == new
+
+
+def _fresh_count(stored: Baseline) -> int:
+    """m: the fresh seeds of the catalog's scenario of that name, else of the stored config."""
+    from .scenarios import list_scenarios
+
+    if stored.scenario in list_scenarios():
+        return len(_scenario(stored.scenario).fresh_seeds)
+    return len(stored.config.get("fresh_seeds", ())) or 3
+
+
+def detectable_drops(
+    stored: Baseline, m: int | None = None, *, alpha: float = GATE_ALPHA
+) -> dict[str, tuple[str, float]]:
+    """Per gated metric of ``stored``: (the gate's test, its detectable drop) for m fresh runs.
+
+    ``m`` defaults to the number of fresh seeds the gate runs for this scenario;
+    ``alpha`` is the scenario's, split over the gated metrics as :func:`compare` does.
+    The drop is simulated on the recorded distribution (:func:`netprops.gate.detectable_drop`).
+    """
+    from .scenarios import GATED_METRICS
+
+    m = _fresh_count(stored) if m is None else check_int("m", m, min_value=1)
+    per_metric = alpha / len(GATED_METRICS)
+    return {
+        name: (
+            GATE_TEST,
+            detectable_drop(
+                [v for v in stored.metrics[name] if v is not None],
+                m,
+                alpha=per_metric,
+                test=GATE_TEST,
+                higher_is_better=higher,
+            ),
+        )
+        for name, higher in GATED_METRICS.items()
+    }
+
+
+def simulated_calibration(
+    stored: Baseline,
+    *,
+    trials: int = 200_000,
+    alpha: float = GATE_ALPHA,
+    seed: int = 0,
+    accuracy_drop: float = 0.02,
+) -> dict[str, dict[str, float]]:
+    """The gate simulated on ``stored``'s recorded distributions, per gated metric.
+
+    Keys per metric: ``false_alarm`` (fraction of ``trials`` gate runs that fail
+    with no change), ``nominal`` (its alpha), ``power_at_drop`` (fraction caught
+    when the mean worsens by the detectable drop), and for the accuracy
+    ``power_at_2_points`` (worsened by ``accuracy_drop``). See
+    :func:`netprops.gate.simulate_gate`; the powers use other draws (``seed + 1``)
+    than the search that found the detectable drop, so they check it.
+    """
+    from .scenarios import GATED_METRICS
+
+    m = _fresh_count(stored)
+    per_metric = alpha / len(GATED_METRICS)
+    out: dict[str, dict[str, float]] = {}
+    for metric, (test, drop) in detectable_drops(stored, m, alpha=alpha).items():
+        rate = functools.partial(
+            simulate_gate,
+            [v for v in stored.metrics[metric] if v is not None],
+            m,
+            alpha=per_metric,
+            higher_is_better=GATED_METRICS[metric],
+            test=test,
+        )
+        power_trials = max(trials // 10, 1)
+        row = {
+            "false_alarm": rate(shift=0.0, trials=trials, seed=seed),
+            "nominal": per_metric,
+            "power_at_drop": rate(shift=drop, trials=power_trials, seed=seed + 1),
+        }
+        if metric == "final_accuracy":
+            row["power_at_2_points"] = rate(shift=accuracy_drop, trials=power_trials, seed=seed + 1)
+        out[metric] = row
+    return out
 
 
 def compare(
@@ -514,6 +639,7 @@ def compare(
     alpha: float = GATE_ALPHA,
     threads: int | None = 1,
     data: Any = None,
+    across_environments: bool = False,
     **overrides: Any,
 ) -> Verdict:
     """Run fresh seeds of ``scenario`` and gate them against its stored baseline.
@@ -522,17 +648,20 @@ def compare(
     stored baseline is still the reference, so the verdict answers "would this
     change regress convergence?". Each gated metric (final test accuracy,
     higher is better; area under the log-loss curve, lower is better) is tested
-    at ``alpha / 2`` with the one-sided prediction bound, so the scenario's
-    false-alarm probability is ``alpha``.
+    at ``alpha / 2`` with :func:`netprops.gate.gate_metric` (the exact rank test,
+    :data:`GATE_TEST`), so the scenario's false-alarm probability is at most ``alpha``;
+    a fresh mean accuracy at or below the scenario's ``chance_floor`` fails
+    whatever the baseline spread. When the environment differs from the stored
+    provenance nothing is compared unless ``across_environments`` is True.
 
     Raises
     ------
     BaselineError
         when no readable baseline is stored.
     """
-    from .scenarios import GATED_METRICS, get
+    from .scenarios import GATED_METRICS
 
-    base_scenario = get(scenario) if isinstance(scenario, str) else scenario
+    base_scenario = _scenario(scenario)
     what_if = base_scenario.replace(**overrides) if overrides else base_scenario
     kind = resolve_device(device).type
     path = baseline_path(base_scenario.name, kind, root)
@@ -544,45 +673,255 @@ def compare(
             f"fresh seeds must differ from the {len(stored.seeds)} recorded ones "
             f"(the gate would compare runs with themselves); both hold {reused}"
         )
-    rerecord = f"netprops baselines record {base_scenario.name} --device {kind} --update"
+    name = base_scenario.name
+    rerecord = f"netprops baselines record {name} --device {kind} --update"
     with _threads(threads):
         changes = environment_changes(stored.provenance, current_provenance(device))
-    # through JSON, as the stored config went (tuples become lists)
-    if stored.config != json.loads(json.dumps(base_scenario.to_dict())):
-        changes.append("the scenario's definition differs from the recorded one")
-    if changes:
+    if not _same_definition(stored, base_scenario):
         return Verdict(
-            base_scenario.name,
+            name,
             None,
             True,
-            f"{base_scenario.name}: environment changed — re-record ({rerecord}):\n  "
-            + "\n  ".join(changes),
+            f"{name}: the scenario's definition differs from the recorded one — re-record "
+            f"({rerecord})",
             path=str(path),
+            definition_changed=True,
+        )
+    if changes and not across_environments:
+        return Verdict(
+            name,
+            None,
+            True,
+            f"{name}: environment changed — not compared; run `netprops baselines migrate "
+            f"{name} --device {kind}` to compare the environments:\n  " + "\n  ".join(changes),
+            path=str(path),
+            changes=tuple(changes),
         )
     with _threads(threads):
         fresh = _run_many(what_if, seeds, device, data)
+    floors = _floors(base_scenario)
     gates = tuple(
-        prediction_gate(
-            name,
-            [v for v in stored.metrics[name] if v is not None],
-            [v for v in fresh[name] if v is not None],
+        gate_metric(
+            metric,
+            [v for v in stored.metrics[metric] if v is not None],
+            [v for v in fresh[metric] if v is not None],
             alpha=alpha / len(GATED_METRICS),
             higher_is_better=higher,
+            floor=floors.get(metric),
+            test=GATE_TEST,
         )
-        for name, higher in GATED_METRICS.items()
+        for metric, higher in GATED_METRICS.items()
     )
     passed = all(g.passed for g in gates)
-    label = base_scenario.name + (f" with {overrides}" if overrides else "")
-    head = f"{label}: {'passed' if passed else 'CONVERGENCE REGRESSION'} ({len(seeds)} fresh seeds vs {len(stored.seeds)} stored, alpha {alpha:g})"
+    label = name + (f" with {overrides}" if overrides else "")
+    head = (
+        f"{label}: {'passed' if passed else 'CONVERGENCE REGRESSION'} ({len(seeds)} fresh seeds "
+        f"vs {len(stored.seeds)} stored, alpha {alpha:g})"
+    )
     lines = [head, *(f"  {g}" for g in gates)]
+    if changes:
+        lines.insert(
+            1,
+            "  CROSS-ENVIRONMENT comparison (the false-alarm rate holds only within one "
+            "environment): " + "; ".join(changes),
+        )
     if not passed:
         lines.append(f"  baseline: {path}; if the change is intended, re-record: {rerecord}")
     return Verdict(
-        base_scenario.name,
+        name,
         passed,
-        False,
+        bool(changes),
         "\n".join(lines),
         gates,
         {k: tuple(v) for k, v in fresh.items()},
         str(path),
+        changes=tuple(changes),
+        cross_environment=bool(changes),
     )
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+@dataclass(frozen=True)
+class Migration:
+    """The outcome of :func:`migrate` for one scenario.
+
+    ``equivalent``: every gated metric was shown equivalent (within its
+    :data:`EQUIVALENCE_MARGINS` margin). ``written``: the new baseline replaced
+    the old one (equivalent, or ``accept``). ``changed``: the metrics whose
+    verdict is ``"changed"`` (a difference beyond noise).
+    """
+
+    scenario: str
+    equivalent: bool
+    written: bool
+    results: tuple[EquivalenceResult, ...]
+    environment_changes: tuple[str, ...]
+    path: str
+    message: str
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        return tuple(r.metric for r in self.results if r.verdict == "changed")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def migrate(
+    scenario: Any,
+    *,
+    device: str = "cpu",
+    seeds: Sequence[int] | None = None,
+    root: str | os.PathLike[str] = "baselines",
+    threads: int | None = 1,
+    data: Any = None,
+    accept: bool = False,
+    alpha: float = EQUIVALENCE_ALPHA,
+) -> Migration:
+    """Re-record ``scenario`` in this environment and test it against the stored baseline.
+
+    Runs ``seeds`` (default: the stored ones, K runs), then for every gated
+    metric an equivalence test (:func:`netprops.gate.equivalence_test`, margin
+    from :data:`EQUIVALENCE_MARGINS`, each one-sided test at ``alpha``). The new
+    baseline, whose ``previous`` field holds the old provenance, seeds, metrics
+    and the test results, replaces the old file when every metric is
+    equivalent, or when ``accept`` is True (an intended change); otherwise the
+    old file is left as it is.
+
+    Raises
+    ------
+    BaselineError
+        no readable baseline, a scenario definition that differs from the
+        recorded one (record instead), or a new run at or below the chance floor.
+    """
+    from .scenarios import GATED_METRICS
+
+    scenario = _scenario(scenario)
+    check_probability("alpha", alpha)
+    kind = resolve_device(device).type
+    path = baseline_path(scenario.name, kind, root)
+    stored = read_baseline(path)
+    if not _same_definition(stored, scenario):
+        raise BaselineError(
+            f"{path}: the scenario's definition differs from the recorded one; migrate compares "
+            f"environments, not definitions: re-record with `netprops baselines record "
+            f"{scenario.name} --device {kind} --update`"
+        )
+    seeds = stored.seeds if seeds is None else check_seeds("seeds", seeds, min_count=2)
+    _check_enough_runs(scenario, seeds)
+    reused = sorted(set(seeds) & set(scenario.fresh_seeds))
+    if reused:
+        raise ValueError(
+            f"seeds must be disjoint from the scenario's fresh seeds (the gate would compare "
+            f"runs with themselves), both hold {reused}"
+        )
+    with _threads(threads):
+        provenance = current_provenance(device)
+        changes = environment_changes(stored.provenance, provenance)
+        metrics = _run_many(scenario, seeds, device, data)
+    source = f"new recording for {path}"
+    _check_learns(scenario, seeds, metrics, source)
+    new_values = {k: tuple(v) for k, v in metrics.items()}
+    results = tuple(
+        equivalence_test(
+            metric,
+            [v for v in stored.metrics[metric] if v is not None],
+            [v for v in new_values[metric] if v is not None],
+            margin=EQUIVALENCE_MARGINS[metric],
+            alpha=alpha,
+        )
+        for metric in GATED_METRICS
+    )
+    new = Baseline(
+        scenario=scenario.name,
+        device_kind=kind,
+        seeds=tuple(seeds),
+        metrics=new_values,
+        config={**stored.config, "baseline_seeds": list(seeds)},
+        provenance=provenance,
+        previous={
+            "provenance": dict(stored.provenance),
+            "seeds": list(stored.seeds),
+            "metrics": {k: list(v) for k, v in stored.metrics.items()},
+            "equivalence": [asdict(r) for r in results],
+        },
+    )
+    Baseline.from_dict(new.to_dict(), source=source)
+    equivalent = all(r.verdict == "equivalent" for r in results)
+    written = equivalent or accept
+    if written:
+        write_baseline(new, path, overwrite=True)
+    if equivalent:
+        status = "equivalent"
+    elif any(r.verdict == "changed" for r in results):
+        status = "CHANGED BEYOND NOISE"
+    else:
+        status = "NOT SHOWN EQUIVALENT (inconclusive)"
+    env = "; ".join(changes) if changes else "environment unchanged"
+    lines = [
+        f"{scenario.name}: {status} ({len(seeds)} new runs vs {len(stored.seeds)} stored; {env})",
+        *(f"  {r}" for r in results),
+    ]
+    if written:
+        lines.append(f"  wrote {path} (the old provenance and runs are kept under 'previous')")
+    else:
+        lines.append(
+            f"  {path} left as it is; if the change is intended: netprops baselines migrate "
+            f"{scenario.name} --device {kind} --accept"
+        )
+    return Migration(
+        scenario.name, equivalent, written, results, tuple(changes), str(path), "\n".join(lines)
+    )
+
+
+# --------------------------------------------------------------------------- what-ifs
+
+
+def what_if_verdicts(
+    scenario: Any,
+    *,
+    device: str = "cpu",
+    root: str | os.PathLike[str] = "baselines",
+    threads: int | None = 1,
+    data: Any = None,
+) -> dict[str, Verdict]:
+    """The gate's verdict on each of :func:`netprops.scenarios.what_ifs` for ``scenario``."""
+    from .scenarios import what_ifs
+
+    scenario = _scenario(scenario)
+    return {
+        label: compare(scenario, device=device, root=root, threads=threads, data=data, **changes)
+        for label, changes in what_ifs(scenario).items()
+    }
+
+
+def format_what_if_table(verdicts: Mapping[str, Mapping[str, Verdict]]) -> str:
+    """A Markdown table: one row per scenario, one column per what-if, "caught" or "missed".
+
+    A cell also names the metric that caught it (``acc``: accuracy, ``loss``:
+    log-loss area, ``floor``: the chance floor); a scenario whose baseline was
+    not comparable shows "n/c".
+    """
+    short = {"final_accuracy": "acc", "auc_log_loss": "loss"}
+    labels = list(dict.fromkeys(label for row in verdicts.values() for label in row))
+    lines = [
+        "| scenario | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for name, row in verdicts.items():
+        cells = []
+        for label in labels:
+            verdict = row.get(label)
+            if verdict is None or verdict.passed is None:
+                cells.append("n/c")
+            elif verdict.passed:
+                cells.append("missed")
+            else:
+                why = [short.get(g.metric, g.metric) for g in verdict.gates if g.beyond_bound]
+                if any(g.floor_hit for g in verdict.gates):
+                    why.append("floor")
+                cells.append("caught" + (f" ({', '.join(why)})" if why else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from netprops import baselines
 from netprops.data import Data, load_dataset
 
 
@@ -24,3 +25,23 @@ def update_baselines(pytestconfig: pytest.Config) -> bool:
 def fashion_cpu() -> Data:
     """Fashion-MNIST on the CPU; a missing dataset is an error naming the fix, never a skip."""
     return load_dataset("fashion-mnist", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def stored(baselines_root):
+    """``stored(name)``: the recorded CPU baseline of a scenario."""
+
+    def read(name: str) -> baselines.Baseline:
+        return baselines.read_baseline(baselines.baseline_path(name, "cpu", baselines_root))
+
+    return read
+
+
+@pytest.fixture
+def in_ledger(request):
+    """Count this test in the netprops ledger's "convergence gate" row, so a skip (an
+    environment that changed) is listed there with its reason, also under pytest-xdist."""
+    request.node.user_properties += [
+        ("netprops_device", "cpu"),
+        ("netprops_property", "convergence gate"),
+    ]

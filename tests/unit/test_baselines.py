@@ -1,4 +1,4 @@
-"""Baseline store (atomic, versioned, never silently overwritten) and the prediction-bound gate."""
+"""Baseline store (atomic, versioned, never silently overwritten), record/compare/migrate, what-ifs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import threading
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from netprops import baselines
 from netprops.baselines import (
@@ -21,7 +20,6 @@ from netprops.baselines import (
     baseline_path,
     current_provenance,
     environment_changes,
-    prediction_gate,
     read_baseline,
     write_baseline,
 )
@@ -265,45 +263,243 @@ def test_environment_changes_name_the_key():
     assert changed == [f"torch: baseline {stored['torch']!r}, now '0.0.1'"]
 
 
-def test_gate_bound_is_the_t_prediction_bound():
-    base = [0.85, 0.86, 0.84, 0.855, 0.845, 0.85, 0.862, 0.838, 0.851, 0.849]
-    result = prediction_gate("acc", base, [0.85, 0.85, 0.85], alpha=1e-3)
-    k, m = len(base), 3
-    expected = np.mean(base) - stats.t.ppf(1 - 1e-3, k - 1) * np.std(base, ddof=1) * np.sqrt(
-        1 / m + 1 / k
+@pytest.mark.parametrize(
+    ("override", "error", "match"),
+    [
+        ({"init_scale": 0}, ValueError, "init_scale must be"),
+        ({"init_scale": "2"}, TypeError, "init_scale must be a real number"),
+        ({"frozen": 0}, TypeError, "frozen must be a sequence of weight-layer indexes"),
+        ({"frozen": "0"}, TypeError, "frozen must be a sequence"),
+        ({"frozen": [0, 0]}, ValueError, "frozen must list distinct layer indexes"),
+        ({"frozen": [1.5]}, TypeError, r"frozen\[0\] must be an int"),
+        ({"downsample": 0}, ValueError, "downsample must be an int >= 1"),
+        ({"label_noise": 1.0}, ValueError, "label_noise must be"),
+        ({"label_noise": -0.1}, ValueError, "label_noise must be"),
+        ({"cooldown": 1.0}, ValueError, "cooldown must be"),
+        ({"cooldown_factor": 0}, ValueError, r"cooldown_factor must be in \(0, 1\]"),
+        ({"working": "yes"}, TypeError, "working must be bool"),
+        ({"chance_floor": 1.0}, ValueError, "chance_floor must be"),
+    ],
+)
+def test_what_if_fields_are_validated_at_once(override, error, match):
+    with pytest.raises(error, match=match):
+        get_scenario("arch-mlp").replace(**override)
+
+
+def test_every_standard_what_if_is_a_valid_override_of_every_scenario():
+    from netprops.scenarios import list_scenarios, what_ifs
+
+    for name in list_scenarios():
+        scenario = get_scenario(name)
+        changes = what_ifs(name)
+        assert list(changes) == [
+            "lr ÷ 2",
+            "lr × 1e-5 (dead)",
+            "init std × 2",
+            "first layer frozen",
+            "20 % labels shuffled",
+        ]
+        assert changes["lr × 1e-5 (dead)"]["lr"] == pytest.approx(scenario.lr * 1e-5)
+        for overrides in changes.values():
+            assert scenario.replace(**overrides) != scenario
+
+
+def _normal_runs(shift=0.0, acc=0.85):
+    """Fake runs: per seed, accuracy ~ N(acc - shift, 0.004²), log-loss area ~ N(-0.8 + 5·shift, 0.01²)."""
+
+    def fake(scenario, seeds, device, data):
+        rngs = [np.random.default_rng(s) for s in seeds]
+        draws = [(r.standard_normal(), r.standard_normal()) for r in rngs]
+        return {
+            "final_accuracy": [acc - shift + 0.004 * a for a, _ in draws],
+            "auc_log_loss": [-0.8 + 5 * shift + 0.01 * b for _, b in draws],
+        }
+
+    return fake
+
+
+def _age_provenance(path, **changes):
+    data = json.loads(path.read_text())
+    data["provenance"].update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_record_refuses_runs_at_the_chance_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs(acc=0.15))
+    with pytest.raises(BaselineError, match=r"at or\s+below the scenario's chance floor 0.2"):
+        baselines.record("arch-mlp", root=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_compare_fails_a_network_at_chance_through_the_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    baselines.record("arch-mlp", root=tmp_path)
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs(acc=0.1))
+    verdict = baselines.compare("arch-mlp", root=tmp_path)
+    assert verdict.passed is False
+    accuracy = next(g for g in verdict.gates if g.metric == "final_accuracy")
+    assert accuracy.floor_hit
+    assert "floor 0.2 (HIT)" in verdict.message
+    assert "detectable drop" in verdict.message
+
+
+def test_compare_passes_the_same_distribution_and_catches_a_shift(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    baselines.record("arch-mlp", root=tmp_path)
+    assert baselines.compare("arch-mlp", root=tmp_path).passed
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs(shift=0.02))
+    verdict = baselines.compare("arch-mlp", root=tmp_path)
+    assert verdict.passed is False
+    assert "CONVERGENCE REGRESSION" in verdict.message
+
+
+def test_environment_change_is_not_compared_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    path = baselines.record("arch-mlp", root=tmp_path)
+    _age_provenance(path, torch="0.0.0-old")
+    verdict = baselines.compare("arch-mlp", root=tmp_path)
+    assert verdict.environment_changed and verdict.passed is None
+    assert not verdict.definition_changed
+    assert "environment changed — not compared" in verdict.message
+    assert "netprops baselines migrate arch-mlp" in verdict.message
+    assert verdict.changes == (f"torch: baseline '0.0.0-old', now {torch_version()!r}",)
+    across = baselines.compare("arch-mlp", root=tmp_path, across_environments=True)
+    assert across.passed is True and across.cross_environment
+    assert "CROSS-ENVIRONMENT comparison" in across.message
+
+
+def torch_version():
+    import torch
+
+    return torch.__version__
+
+
+def test_changed_definition_asks_for_a_rerecord(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    baselines.record("arch-mlp", root=tmp_path)
+    verdict = baselines.compare(get_scenario("arch-mlp").replace(steps=41), root=tmp_path)
+    assert verdict.definition_changed and verdict.passed is None
+    assert "definition differs from the recorded one — re-record" in verdict.message
+    with pytest.raises(BaselineError, match="migrate compares environments, not definitions"):
+        baselines.migrate(get_scenario("arch-mlp").replace(steps=41), root=tmp_path)
+
+
+def test_migrate_writes_an_equivalent_environment_with_both_provenances(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    path = baselines.record("arch-mlp", root=tmp_path)
+    _age_provenance(path, torch="0.0.0-old")
+    old = read_baseline(path)
+    migration = baselines.migrate("arch-mlp", root=tmp_path, seeds=tuple(range(100, 130)))
+    assert migration.equivalent and migration.written
+    assert [r.verdict for r in migration.results] == ["equivalent", "equivalent"]
+    assert migration.environment_changes[0].startswith("torch: baseline '0.0.0-old'")
+    new = read_baseline(path)
+    assert new.provenance["torch"] == torch_version()
+    assert new.previous["provenance"]["torch"] == "0.0.0-old"
+    assert new.previous["metrics"]["final_accuracy"] == list(old.metrics["final_accuracy"])
+    assert new.seeds == tuple(range(100, 130))
+    assert [e["verdict"] for e in new.previous["equivalence"]] == ["equivalent", "equivalent"]
+    assert baselines.compare("arch-mlp", root=tmp_path).passed  # comparable again
+
+
+def test_migrate_reports_a_change_and_keeps_the_old_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    path = baselines.record("arch-mlp", root=tmp_path)
+    _age_provenance(path, torch="0.0.0-old")
+    before = path.read_text()
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs(shift=0.02))
+    migration = baselines.migrate("arch-mlp", root=tmp_path, seeds=tuple(range(100, 130)))
+    assert not migration.equivalent and not migration.written
+    assert migration.changed == ("final_accuracy", "auc_log_loss")
+    assert "CHANGED BEYOND NOISE" in migration.message
+    assert "--accept" in migration.message
+    assert path.read_text() == before
+    accepted = baselines.migrate(
+        "arch-mlp", root=tmp_path, seeds=tuple(range(100, 130)), accept=True
     )
-    assert result.bound == pytest.approx(expected, rel=1e-12)
-    assert result.passed
-    lower = prediction_gate("loss", base, [0.95, 0.95, 0.95], higher_is_better=False)
-    assert not lower.passed
-    assert "REGRESSION" in str(lower)
+    assert accepted.written and not accepted.equivalent
+    assert read_baseline(path).previous["provenance"]["torch"] == "0.0.0-old"
 
 
-def test_gate_false_alarm_rate_matches_alpha():
-    """Same distribution for baseline and fresh runs: the gate fires with probability alpha."""
-    rng = np.random.default_rng(0)
-    trials, alpha = 4_000, 0.05
-    fired = sum(
-        not prediction_gate("x", rng.normal(size=10), rng.normal(size=3), alpha=alpha).passed
-        for _ in range(trials)
+def test_migrate_validates_its_seeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    baselines.record("arch-mlp", root=tmp_path)
+    with pytest.raises(ValueError, match=r"disjoint from the scenario's fresh seeds.*\[1000\]"):
+        baselines.migrate("arch-mlp", root=tmp_path, seeds=(*range(1, 30), 1000))
+    with pytest.raises(BaselineError, match="no baseline recorded"):
+        baselines.migrate("arch-cnn", root=tmp_path)
+
+
+def test_detectable_drops_follow_the_stored_spread(tmp_path, monkeypatch):
+    from netprops.gate import GATE_ALPHA, detectable_drop
+
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    stored = read_baseline(baselines.record("arch-mlp", root=tmp_path))
+    drops = baselines.detectable_drops(stored)
+    test, drop = drops["final_accuracy"]
+    assert test == "rank"
+    values = stored.metrics["final_accuracy"]
+    assert drop == pytest.approx(detectable_drop(values, 3, alpha=GATE_ALPHA / 2))
+    assert 0.010 < drop < 0.022  # about 3.8 sds of 0.004
+    assert baselines.detectable_drops(stored, m=12)["final_accuracy"][1] < drop
+
+
+def test_what_if_table_names_what_caught_each_change(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    baselines.record("arch-mlp", root=tmp_path)
+    unchanged = baselines.compare("arch-mlp", root=tmp_path)
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs(acc=0.1))
+    dead = baselines.compare("arch-mlp", root=tmp_path, lr=1e-8)
+    changed = baselines.Verdict("arch-cnn", None, True, "environment changed")
+    table = baselines.format_what_if_table(
+        {"arch-mlp": {"lr ÷ 2": unchanged, "dead": dead}, "arch-cnn": {"lr ÷ 2": changed}}
     )
-    low, high = stats.binom.ppf(1e-9, trials, alpha), stats.binom.isf(1e-9, trials, alpha)
-    assert low <= fired <= high
+    assert table.splitlines() == [
+        "| scenario | lr ÷ 2 | dead |",
+        "|---|---|---|",
+        "| arch-mlp | missed | caught (acc, floor) |",
+        "| arch-cnn | n/c | n/c |",
+    ]
 
 
-def test_gate_power_against_a_four_sigma_regression():
-    """METHODS.md §4: K=10, m=3, alpha=1e-3 catches a 4σ regression ~91-95% of the time."""
-    rng = np.random.default_rng(1)
-    trials = 1000
-    caught = sum(
-        not prediction_gate("x", rng.normal(size=10), rng.normal(-4.0, size=3)).passed
-        for _ in range(trials)
-    )
-    assert 0.88 <= caught / trials <= 0.97
+def test_an_intact_file_of_an_older_schema_is_replaced_on_update(tmp_path):
+    path = tmp_path / "s.cpu.json"
+    path.write_text(json.dumps({**_baseline().to_dict(), "schema": SCHEMA_VERSION - 1}))
+    with pytest.raises(
+        BaselineError, match="re-record it with `netprops baselines record --update`"
+    ):
+        read_baseline(path)
+    with pytest.raises(BaselineExistsError):
+        write_baseline(_baseline(), path)
+    write_baseline(_baseline(), path, overwrite=True)
+    assert read_baseline(path).schema == SCHEMA_VERSION
+    path.write_text(json.dumps({**_baseline().to_dict(), "schema": SCHEMA_VERSION + 1}))
+    with pytest.raises(BaselineError, match="unknown baseline schema"):
+        write_baseline(_baseline(), path, overwrite=True)
 
 
-def test_gate_validation():
-    with pytest.raises(ValueError, match="len\\(baseline\\) must be an int >= 2"):
-        prediction_gate("x", [1.0], [1.0])
-    with pytest.raises(ValueError, match="len\\(fresh\\) must be an int >= 1"):
-        prediction_gate("x", [1.0, 2.0], [])
+def test_simulated_calibration_of_a_normal_recording(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    stored = read_baseline(baselines.record("arch-mlp", root=tmp_path))
+    table = baselines.simulated_calibration(stored, trials=20_000, seed=1)
+    assert set(table) == {"final_accuracy", "auc_log_loss"}
+    accuracy = table["final_accuracy"]
+    assert accuracy["nominal"] == pytest.approx(5e-4)
+    assert accuracy["false_alarm"] <= 0.003  # ~5e-4 expected: 10 of 20,000
+    assert 0.85 <= accuracy["power_at_drop"] <= 0.95
+    assert accuracy["power_at_2_points"] > 0.99  # 2 points is 5 recorded sds
+    assert "power_at_2_points" not in table["auc_log_loss"]
+
+
+def test_record_refuses_fewer_runs_than_the_rank_test_needs(tmp_path, monkeypatch):
+    from netprops.gate import min_recorded_runs
+
+    assert min_recorded_runs(3, 5e-4) == 21
+    assert min_recorded_runs(4, 5e-4) == 13
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    with pytest.raises(ValueError, match="seeds must hold at least 21 seeds for arch-mlp"):
+        baselines.record("arch-mlp", root=tmp_path, seeds=tuple(range(20)))
+    assert not list(tmp_path.iterdir())
+    baselines.record("arch-mlp", root=tmp_path, seeds=tuple(range(21)))
+    with pytest.raises(ValueError, match="at least 21 seeds"):
+        baselines.migrate("arch-mlp", root=tmp_path, seeds=tuple(range(100, 110)))

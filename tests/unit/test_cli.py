@@ -45,9 +45,11 @@ def test_console_script_is_installed():
 def test_baselines_show_prints_the_stored_numbers(capsys):
     assert main(["baselines", "show", "norm-none-b128"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("norm-none-b128 on cpu: 10 seeds")
+    assert out.startswith("norm-none-b128 on cpu: 30 seeds")
     assert "final_accuracy" in out
     assert "auc_log_loss" in out
+    assert out.count("[gated: rank test, detectable drop") == 2
+    assert "with 3 fresh seeds, floor 0.2]" in out
 
 
 def test_baselines_unknown_scenario_is_a_usage_error(capsys):
@@ -110,3 +112,69 @@ def test_a_regression_takes_precedence_over_an_environment_change(monkeypatch, c
     monkeypatch.setattr(baselines, "compare", fake_compare)
     assert main(["baselines", "compare", "arch-mlp", "arch-cnn"]) == 1
     assert main(["baselines", "compare", "arch-mlp"]) == 2
+
+
+def test_baselines_accept_is_for_migrate_only(capsys):
+    assert main(["baselines", "compare", "arch-mlp", "--accept"]) == 2
+    assert "--accept is used by migrate, not by compare" in capsys.readouterr().err
+
+
+def test_baselines_migrate_exit_status(monkeypatch, capsys):
+    from netprops import baselines
+
+    calls = []
+
+    def fake_migrate(scenario, **kwargs):
+        calls.append((scenario.name, kwargs))
+        written = scenario.name == "arch-mlp" or kwargs["accept"]
+        return baselines.Migration(
+            scenario.name, written, written, (), (), "p", f"{scenario.name} report"
+        )
+
+    monkeypatch.setattr(baselines, "migrate", fake_migrate)
+    assert main(["baselines", "migrate", "arch-mlp", "--seeds", "5"]) == 0
+    assert calls[-1][1]["seeds"] == (0, 1, 2, 3, 4)
+    assert main(["baselines", "migrate", "arch-mlp", "arch-cnn"]) == 1
+    assert "arch-cnn report" in capsys.readouterr().out
+    assert main(["baselines", "migrate", "arch-cnn", "--accept"]) == 0
+
+
+def test_baselines_whatif_prints_the_table_and_fails_when_a_dead_network_passes(
+    monkeypatch, capsys
+):
+    from netprops import baselines
+
+    def fake_what_ifs(name, **kwargs):
+        dead_caught = name != "arch-cnn"
+        return {
+            "lr ÷ 2": baselines.Verdict(name, True, False, "ok"),
+            "lr × 1e-5 (dead)": baselines.Verdict(name, not dead_caught, False, "dead"),
+        }
+
+    monkeypatch.setattr(baselines, "what_if_verdicts", fake_what_ifs)
+    assert main(["baselines", "whatif", "arch-mlp"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "| scenario | lr ÷ 2 | lr × 1e-5 (dead) |"
+    assert "| arch-mlp | missed | caught |" in out
+    assert main(["baselines", "whatif", "arch-mlp", "arch-cnn"]) == 1
+    assert "a dead network was not caught in: arch-cnn" in capsys.readouterr().err
+
+
+def test_baselines_set_takes_json_values(monkeypatch, capsys):
+    from netprops import baselines
+
+    seen = {}
+
+    def fake_compare(scenario, **kwargs):
+        seen.update(kwargs)
+        return baselines.Verdict(scenario.name, True, False, "ok")
+
+    monkeypatch.setattr(baselines, "compare", fake_compare)
+    argv = ["baselines", "compare", "arch-mlp", "--set", "frozen=[0]", "--set", "label_noise=0.2"]
+    assert main(argv) == 0
+    assert seen["frozen"] == [0] and seen["label_noise"] == 0.2
+
+
+def test_baselines_simulate_is_for_show_only(capsys):
+    assert main(["baselines", "compare", "arch-mlp", "--simulate", "100"]) == 2
+    assert "--simulate is used by show, not by compare" in capsys.readouterr().err

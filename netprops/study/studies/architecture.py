@@ -39,6 +39,7 @@ def plan(config: StudyConfig) -> list[Scenario]:
             batch_size=config.arch_batch_size,
             eval_every=eval_every(steps, config.evals),
             test_subset=config.conv_test_subset,
+            downsample=1,  # the study compares the models on the original 28x28 images
         )
         for name, _ in ARCH_SCENARIOS
     ]

@@ -42,6 +42,7 @@ def plan(config: StudyConfig) -> list[Scenario]:
             steps=steps,
             eval_every=eval_every(steps, config.evals),
             test_subset=config.conv_test_subset,
+            downsample=1,  # the study trains on the original 28x28 images
         )
         for name, _ in DEPTH_SCENARIOS
     ]
