@@ -48,6 +48,7 @@ __all__ = [
     "EQUIVALENCE_MARGINS",
     "GATE_TEST",
     "SCHEMA_VERSION",
+    "VERDICT_COLUMNS",
     "Baseline",
     "BaselineError",
     "BaselineExistsError",
@@ -63,6 +64,7 @@ __all__ = [
     "read_baseline",
     "record",
     "simulated_calibration",
+    "verdicts_markdown",
     "what_if_verdicts",
     "write_baseline",
 ]
@@ -393,7 +395,9 @@ class Verdict:
     the scenario (``definition_changed``); ``passed`` is then None (nothing was
     compared) unless the comparison was asked for across environments
     (``cross_environment``), whose verdict is informative only: the gate's
-    false-alarm rate holds within one environment.
+    false-alarm rate holds within one environment. ``diagnosis`` is what the live
+    monitor saw in the fresh runs (:func:`netprops.monitor.diagnose`; printed in
+    ``message`` when the gate fails), empty when nothing was run.
     """
 
     scenario: str
@@ -406,9 +410,59 @@ class Verdict:
     changes: tuple[str, ...] = ()
     definition_changed: bool = False
     cross_environment: bool = False
+    diagnosis: str = ""
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def outcome(self) -> str:
+        """``passed``, ``REGRESSION`` or ``not compared`` (``(informative)`` across environments)."""
+        if self.passed is None:
+            return "not compared"
+        text = "passed" if self.passed else "REGRESSION"
+        return f"{text} (informative)" if self.cross_environment else text
+
+
+#: Columns of :func:`verdicts_markdown`.
+VERDICT_COLUMNS = (
+    "scenario",
+    "verdict",
+    "metric",
+    "fresh mean",
+    "baseline",
+    "detectable drop",
+    "p (rank test)",
+    "what the monitor saw",
+)
+
+
+def verdicts_markdown(verdicts: Sequence[Verdict]) -> str:
+    """A Markdown table of gate verdicts, one row per gated metric (one for a scenario that
+    was not compared), for a CI step summary (:func:`netprops.plugin.reporting.append_step_summary`)."""
+    from .plugin.reporting import markdown_table
+
+    rows = []
+    for verdict in verdicts:
+        seen = verdict.diagnosis.splitlines()[0] if verdict.diagnosis else ""
+        if not verdict.gates:
+            reason = verdict.message.splitlines()[0]
+            rows.append((verdict.scenario, verdict.outcome, "-", "-", "-", "-", "-", reason))
+        for g in verdict.gates:
+            p_value = "-" if g.p_value is None else f"{g.p_value:.3g} (fails below {g.bound:.3g})"
+            rows.append(
+                (
+                    verdict.scenario,
+                    verdict.outcome,
+                    g.metric,
+                    f"{g.fresh_mean:.4g}",
+                    f"{g.baseline_mean:.4g} ± {g.baseline_sd:.2g}",
+                    f"{g.detectable_drop:.3g}",
+                    p_value,
+                    seen,
+                )
+            )
+    return markdown_table(VERDICT_COLUMNS, rows)
 
 
 @contextmanager
@@ -423,16 +477,43 @@ def _threads(threads: int | None) -> Iterator[None]:
 
 
 def _run_many(
-    scenario: Any, seeds: Sequence[int], device: str, data: Any
+    scenario: Any,
+    seeds: Sequence[int],
+    device: str,
+    data: Any,
+    reports: dict[str, Any] | None = None,
 ) -> dict[str, list[float | None]]:
+    """Metric name → one value per seed. With ``reports`` (a dict to fill), every run is
+    watched by the live monitor (every :data:`GATE_MONITOR_EVERY`-th step) and ``reports["seed S"]`` gets
+    what it saw."""
     from .scenarios import run_scenario
 
     metrics: dict[str, list[float | None]] = {}
     for seed in seeds:
-        result = run_scenario(scenario, seed, device=device, data=data)
+        monitor = None if reports is None else _gate_monitor()
+        result = run_scenario(scenario, seed, device=device, data=data, monitor=monitor)
+        if reports is not None:
+            reports[f"seed {seed}"] = result.history.monitor
         for name, value in result.metrics.items():
             metrics.setdefault(name, []).append(value)
     return metrics
+
+
+#: How often the live monitor checks the fresh runs of :func:`compare` (every 50th step:
+#: about 4 % of a training's time, docs/methods.md §Live monitor).
+GATE_MONITOR_EVERY = 50
+
+
+def _gate_monitor() -> Any:
+    from .monitor import Monitor
+
+    return Monitor(every=GATE_MONITOR_EVERY)
+
+
+def _diagnosis(reports: dict[str, Any]) -> str:
+    from .monitor import diagnose
+
+    return diagnose(reports)
 
 
 def _scenario(scenario: Any) -> Any:
@@ -697,8 +778,9 @@ def compare(
             path=str(path),
             changes=tuple(changes),
         )
+    reports: dict[str, Any] = {}
     with _threads(threads):
-        fresh = _run_many(what_if, seeds, device, data)
+        fresh = _run_many(what_if, seeds, device, data, reports)
     floors = _floors(base_scenario)
     gates = tuple(
         gate_metric(
@@ -725,7 +807,10 @@ def compare(
             "  CROSS-ENVIRONMENT comparison (the false-alarm rate holds only within one "
             "environment): " + "; ".join(changes),
         )
+    diagnosis = _diagnosis(reports)
     if not passed:
+        lines.append("  what the monitor saw:")
+        lines += [f"    {line}" for line in diagnosis.splitlines()]
         lines.append(f"  baseline: {path}; if the change is intended, re-record: {rerecord}")
     return Verdict(
         name,
@@ -737,6 +822,7 @@ def compare(
         str(path),
         changes=tuple(changes),
         cross_environment=bool(changes),
+        diagnosis=diagnosis,
     )
 
 

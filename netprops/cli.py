@@ -72,6 +72,7 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
         return _what_if_table(names, args)
     status = EXIT_OK
     regression = False
+    verdicts = []
     for name in names:
         scenario = get(name)
         if args.action == "record":
@@ -99,6 +100,7 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
                 **overrides,
             )
             print(verdict.message)
+            verdicts.append(verdict)
             if verdict.passed is None:
                 status = EXIT_USAGE
             elif not verdict.passed:
@@ -121,6 +123,12 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
             print(_describe(stored))
             if args.simulate:
                 print(_calibration(stored, args.simulate))
+    if verdicts:
+        from .plugin.reporting import append_step_summary
+
+        # on GitHub Actions, the verdicts also go to the job's summary page
+        summary = baselines.verdicts_markdown(verdicts)
+        append_step_summary("### netprops convergence gate\n\n" + summary)
     # a regression anywhere is the answer, even if other scenarios could not be compared
     return EXIT_FAILED if regression else status
 

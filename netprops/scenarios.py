@@ -32,6 +32,7 @@ from .errors import (
 from .init import INIT_SCHEMES, init_network, initializable_modules
 from .models import create, list_models
 from .models.base import STANDARD_INPUT_SHAPES
+from .monitor import Monitor
 from .seeding import derive_seed, make_generator
 from .train import OPTIMIZERS, History, train
 
@@ -486,6 +487,7 @@ def _chain(first: History, second: History, *, keep_first_evals: bool) -> Histor
         samples_per_s=samples / train_time if train_time > 0 else math.inf,
         seed=first.seed,
         config={**first.config, "cooldown": second.config},
+        monitor=first.monitor,
     )
 
 
@@ -523,6 +525,7 @@ def run_scenario(
     device: str | torch.device = "cpu",
     data: Data | None = None,
     progress: bool | None = False,
+    monitor: Monitor | None = None,
 ) -> RunResult:
     """Train ``scenario`` once with ``seed`` and return its metrics.
 
@@ -535,6 +538,8 @@ def run_scenario(
     (mean over steps) and ``grad_ratio_log10`` (log10 of the first over the last
     weight layer's gradient norm, median over the first tenth of the steps).
     ``progress`` is passed to :func:`netprops.train.train` (False: no bar).
+    ``monitor`` (:class:`netprops.monitor.Monitor`) watches the main phase of the
+    training (not the cool-down); its report is ``result.history.monitor``.
     """
     if isinstance(scenario, str):
         scenario = get(scenario)
@@ -571,6 +576,7 @@ def run_scenario(
         lr=scenario.lr,
         seed=seed,
         eval_every=scenario.eval_every,
+        monitor=monitor,
         **common,
     )
     if cool:

@@ -125,7 +125,7 @@ class History:
     def area_under_log_loss(self) -> float:
         """Mean of ``log(train_loss)`` over all steps: a low-noise convergence metric.
 
-        ``(1/S) Σ_s log L_s`` (METHODS §4); losses that underflow to 0 are
+        ``(1/S) Σ_s log L_s`` (docs/methods.md §Convergence gate); losses that underflow to 0 are
         floored at the smallest normal float32.
 
         Raises
@@ -143,7 +143,7 @@ class History:
         """First evaluation step whose test accuracy reaches ``accuracy``; ``math.inf`` if none.
 
         ``inf`` for a run that never converged ranks it after every run that
-        did (METHODS §4: rank tests on steps-to-target).
+        did (a rank test then compares them, docs/methods.md §Convergence gate).
         """
         accuracy = check_probability("accuracy", accuracy, allow_one=True)
         for step, acc in zip(self.eval_steps, self.test_accuracy, strict=True):

@@ -8,6 +8,7 @@ import pytest
 
 from netprops import baselines
 from netprops.data import Data, load_dataset
+from netprops.plugin.reporting import record_result
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,5 @@ def stored(baselines_root):
 def in_ledger(request):
     """Count this test in the netprops ledger's "convergence gate" row, so a skip (an
     environment that changed) is listed there with its reason, also under pytest-xdist."""
-    request.node.user_properties += [
-        ("netprops_device", "cpu"),
-        ("netprops_property", "convergence gate"),
-    ]
+    record_result(request.node, property="convergence gate", device="cpu")
+    return request.node

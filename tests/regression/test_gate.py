@@ -15,7 +15,9 @@ from __future__ import annotations
 import pytest
 
 from netprops import baselines
+from netprops.gate import GATE_ALPHA
 from netprops.plugin import running_in_ci
+from netprops.plugin.reporting import record_result
 from netprops.scenarios import get, list_scenarios
 
 pytestmark = pytest.mark.convergence
@@ -35,6 +37,27 @@ def _longest_first(names):
     return sorted(names, key=cost)
 
 
+def _record(node, verdict) -> None:
+    """The verdict's numbers as JUnit XML properties (and the ledger's row)."""
+    if not verdict.gates:
+        return
+    worst = min(verdict.gates, key=lambda g: g.p_value if g.p_value is not None else 1.0)
+    record_result(
+        node,
+        property="convergence gate",
+        device="cpu",
+        statistic=worst.p_value,
+        bound=worst.bound,
+        alpha=GATE_ALPHA,
+        replay=f"netprops baselines compare {verdict.scenario}",
+        scenario=verdict.scenario,
+        metric=worst.metric,
+        fresh=list(worst.fresh),
+        verdict=verdict.outcome,
+        monitor=verdict.diagnosis,
+    )
+
+
 @pytest.mark.parametrize("name", _longest_first(list_scenarios()))
 def test_scenario_does_not_regress(name, baselines_root, update_baselines, fashion_cpu, in_ledger):
     path = baselines.baseline_path(name, "cpu", baselines_root)
@@ -48,6 +71,7 @@ def test_scenario_does_not_regress(name, baselines_root, update_baselines, fashi
             "review and commit it, then re-run without --netprops-update-baselines"
         )
     verdict = baselines.compare(name, device="cpu", root=baselines_root, data=fashion_cpu)
+    _record(in_ledger, verdict)
     if verdict.definition_changed:
         pytest.fail(verdict.message)
     if verdict.environment_changed:

@@ -67,6 +67,10 @@ def _check_row(name, root, data):
     verdicts = baselines.what_if_verdicts(name, root=root, data=data)
     dead = verdicts["lr × 1e-5 (dead)"]
     assert dead.passed is False, dead.message
+    # a red gate says why: the live monitor watched the fresh runs and saw them stall
+    assert "what the monitor saw:" in dead.message
+    assert dead.diagnosis.count("update_ratio") == len(dead.fresh["final_accuracy"])
+    assert "stalled" in dead.diagnosis and "from step 0" in dead.diagnosis
     table = baselines.format_what_if_table({name: verdicts})
     assert table.splitlines()[-1] == _readme_row(name), (
         "the README's what-if table is out of date; regenerate it with "

@@ -189,7 +189,7 @@ def test_unreadable_files_are_baseline_errors(tmp_path):
 
 
 def test_a_nan_gated_metric_is_never_recorded(tmp_path, monkeypatch):
-    def fake_runs(scenario, seeds, device, data):
+    def fake_runs(scenario, seeds, device, data, reports=None):
         return {
             "final_accuracy": [math.nan] + [0.5] * (len(seeds) - 1),
             "auc_log_loss": [1.0] * len(seeds),
@@ -201,7 +201,7 @@ def test_a_nan_gated_metric_is_never_recorded(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def _fake_runs(scenario, seeds, device, data):
+def _fake_runs(scenario, seeds, device, data, reports=None):
     return {
         "final_accuracy": [0.7 + 0.001 * s % 7 for s in seeds],
         "auc_log_loss": [0.5 - 0.001 * (s % 5) for s in seeds],
@@ -307,7 +307,7 @@ def test_every_standard_what_if_is_a_valid_override_of_every_scenario():
 def _normal_runs(shift=0.0, acc=0.85):
     """Fake runs: per seed, accuracy ~ N(acc - shift, 0.004²), log-loss area ~ N(-0.8 + 5·shift, 0.01²)."""
 
-    def fake(scenario, seeds, device, data):
+    def fake(scenario, seeds, device, data, reports=None):
         rngs = [np.random.default_rng(s) for s in seeds]
         draws = [(r.standard_normal(), r.standard_normal()) for r in rngs]
         return {
@@ -503,3 +503,35 @@ def test_record_refuses_fewer_runs_than_the_rank_test_needs(tmp_path, monkeypatc
     baselines.record("arch-mlp", root=tmp_path, seeds=tuple(range(21)))
     with pytest.raises(ValueError, match="at least 21 seeds"):
         baselines.migrate("arch-mlp", root=tmp_path, seeds=tuple(range(100, 110)))
+
+
+def test_a_failing_verdict_says_what_the_monitor_saw_and_tabulates_for_ci(tmp_path, monkeypatch):
+    from netprops.monitor import MonitorLimits, MonitorReport, Observation, Violation
+
+    def stalled(scenario, seeds, device, data, reports=None):
+        runs = _normal_runs(acc=0.1)(scenario, seeds, device, data)
+        for seed in seeds:
+            obs = Observation(step=0, layer="fc.weight", statistic=1e-8, bound=(1e-6, 1.0))
+            reports[f"seed {seed}"] = MonitorReport(
+                every=50,
+                checks=("update_ratio",),
+                limits=MonitorLimits(),
+                steps=(0,),
+                series={"update_ratio": (obs,)},
+                violations=(
+                    Violation("update_ratio", 0, None, "fc.weight", 1e-8, (1e-6, 1.0), "stalled"),
+                ),
+            )
+        return runs
+
+    monkeypatch.setattr(baselines, "_run_many", _normal_runs())
+    baselines.record("arch-mlp", root=tmp_path)
+    monkeypatch.setattr(baselines, "_run_many", stalled)
+    verdict = baselines.compare("arch-mlp", root=tmp_path)
+    assert verdict.passed is False
+    assert "what the monitor saw:" in verdict.message
+    assert verdict.diagnosis.count("update_ratio") == len(verdict.fresh["final_accuracy"])
+    table = baselines.verdicts_markdown([verdict]).splitlines()
+    assert table[0] == "| " + " | ".join(baselines.VERDICT_COLUMNS) + " |"
+    assert len(table) == 2 + len(verdict.gates)
+    assert all("| REGRESSION |" in row and "update_ratio" in row for row in table[2:])

@@ -178,3 +178,21 @@ def test_baselines_set_takes_json_values(monkeypatch, capsys):
 def test_baselines_simulate_is_for_show_only(capsys):
     assert main(["baselines", "compare", "arch-mlp", "--simulate", "100"]) == 2
     assert "--simulate is used by show, not by compare" in capsys.readouterr().err
+
+
+def test_compare_appends_its_verdicts_to_the_github_step_summary(monkeypatch, tmp_path, capsys):
+    from netprops import baselines
+
+    def fake_compare(scenario, **kwargs):
+        return baselines.Verdict(scenario.name, True, False, f"{scenario.name}: passed")
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setattr(baselines, "compare", fake_compare)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    assert main(["baselines", "compare", "arch-mlp"]) == 0
+    assert not summary.exists()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["baselines", "compare", "arch-mlp", "arch-cnn"]) == 0
+    text = summary.read_text()
+    assert text.startswith("### netprops convergence gate")
+    assert "| arch-mlp | passed |" in text and "| arch-cnn | passed |" in text

@@ -22,6 +22,7 @@ PACKAGES = [
     "netprops.data",
     "netprops.train",
     "netprops.monitor",
+    "netprops.gate",
     "netprops.plugin.reporting",
     "netprops.checks.registry",
 ]
