@@ -83,7 +83,7 @@ ENVIRONMENT_KEYS = (
 )
 
 #: The gate's test for every gated metric: the exact Mann-Whitney test, whose false-alarm rate
-#: holds for any distribution (see netprops.gate and docs/methods-gate.md).
+#: holds for any distribution (see netprops.gate and docs/methods.md §5.3).
 GATE_TEST = "rank"
 
 #: Equivalence margins of :func:`migrate`, per gated metric: a new environment is

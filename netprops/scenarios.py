@@ -214,7 +214,7 @@ def _add(scenario: Scenario) -> None:
 # Every scenario trains until it is clearly learning in every seed (mean test accuracy
 # >= 0.75 on the whole 10,000-image test split) and ends with a cool-down, so its final
 # metrics vary little from seed to seed: the gate then detects a 2-point drop with 3 fresh
-# seeds (4 for the noisiest), see docs/methods-gate.md. The convolutional ones see 14x14 images (downsample=2): a
+# seeds (4 for the noisiest), see docs/methods.md §5.2. The convolutional ones see 14x14 images (downsample=2): a
 # budget knob (about 4x cheaper on a CPU) that the study overrides.
 
 # Initialization (the coursework's study): deep tanh/ReLU nets, plain N(0, 1) vs Xavier/He.

@@ -1,5 +1,5 @@
 """Calibration of the training-dynamics checks by simulation (the tables of
-docs/methods-dynamics.md).
+docs/methods.md §4.9).
 
 Not a test module: run it from the repository root,
 

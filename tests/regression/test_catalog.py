@@ -5,7 +5,7 @@ scenario's chance floor (so the floor never fails an unchanged scenario); the ga
 2-point accuracy drop with 90 % power in every working scenario; and, simulated on each
 recorded distribution (a smoothed bootstrap of the K stored runs), the gate's false-alarm
 rate stays near its alpha and its power at 2 points holds (20,000 and 10,000 simulated runs). The full calibration table is
-in docs/methods-gate.md (`netprops baselines show` prints the detectable drops).
+in docs/methods.md §5.5 (`netprops baselines show` prints the detectable drops).
 """
 
 from __future__ import annotations
