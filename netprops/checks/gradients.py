@@ -12,7 +12,8 @@ from torch import nn
 
 from ..devices import deterministic
 from ..errors import check_choice, check_int, check_positive_float
-from ..seeding import make_generator
+from ..seeding import make_generator, seeded_global_rng
+from . import _common
 from .registry import register_check
 from .results import CheckResult, violation
 
@@ -37,6 +38,15 @@ def check_gradcheck(
     deep-copied and cast, the caller's is untouched). ``inputs`` is a tensor, a
     sequence of tensors, or a shape from which a seeded normal input is drawn.
     With ``check_params`` the module's parameters are differentiated too.
+
+    Every evaluation of ``fn`` (the analytic pass and each finite-difference one) runs
+    with the same random draws: torch's global RNG seeded from ``seed`` inside a fork,
+    and generators held by the module re-seeded. A stochastic layer in train mode
+    (dropout, RReLU) is then checked as the deterministic function ``x ↦ f(x; draws)``
+    whose Jacobian its backward must compute: a backward that uses other draws than its
+    forward, or scales them wrongly, still fails. Without this, each evaluation drew a
+    fresh mask and the finite differences of a correct ``nn.Dropout`` were ~1e6.
+    The caller's RNG state is left as it was.
 
     Raises
     ------
@@ -65,14 +75,22 @@ def check_gradcheck(
         n_inputs = len(tensors)
 
         def call(*args: torch.Tensor) -> torch.Tensor:
-            if params:
-                replaced = dict(zip(names, args[n_inputs:], strict=True))
-                return torch.func.functional_call(module, replaced, args[:n_inputs])
-            return module(*args[:n_inputs])
+            with _common.seeded_module(module, seed, device):
+                if params:
+                    replaced = dict(zip(names, args[n_inputs:], strict=True))
+                    return torch.func.functional_call(module, replaced, args[:n_inputs])
+                return module(*args[:n_inputs])
 
         target: Callable[..., torch.Tensor] = call
     else:
-        target = fn
+        function = fn
+        rng_devices = (device,) if device.type == "cuda" else ()
+
+        def seeded_call(*args: torch.Tensor) -> torch.Tensor:
+            with seeded_global_rng(seed, rng_devices):
+                return function(*args)
+
+        target = seeded_call
     args = tuple(tensors) + tuple(p.detach().clone().requires_grad_(True) for p in params)
     reproduce = f"netprops.checks.check_gradcheck(fn, inputs, seed={seed}, eps={eps:g}, atol={atol:g}, rtol={rtol:g})"
     # gradcheck requires two backward passes to agree bit for bit; on CUDA, atomics

@@ -168,3 +168,41 @@ class _NonReentrant(torch.autograd.Function):
 def test_gradcheck_names_a_non_reentrant_backward(device):
     with pytest.raises(netprops.PropertyViolation, match="backward is not reentrant"):
         check_gradcheck(_NonReentrant.apply, (3,), device=device)
+
+
+class UnscaledBackwardDropout(nn.Module):
+    """A broken dropout: its backward reuses the forward's mask but forgets the 1/(1-p)."""
+
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            keep = (torch.rand_like(x) > 0.5).to(x.dtype)
+            ctx.save_for_backward(keep)
+            return x * keep * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            (keep,) = ctx.saved_tensors
+            return grad * keep  # should be grad * keep * 2
+
+    def forward(self, x):
+        return self._Fn.apply(x)
+
+
+@pytest.mark.parametrize(
+    "factory", [lambda: nn.Dropout(0.5), lambda: nn.Dropout2d(0.3), lambda: nn.RReLU()]
+)
+def test_gradcheck_evaluates_a_train_mode_random_layer_with_the_same_draws(device, factory):
+    # each evaluation of the function reuses the seed's draws: a correct stochastic layer
+    # passes (with fresh masks the finite differences of nn.Dropout were ~1e6), and the
+    # caller's global RNG state is left as it was
+    module = factory().train()
+    state = torch.random.get_rng_state()
+    result = check_gradcheck(module, (2, 3, 4, 4), device=device, seed=3)
+    assert result.statistic == 0.0
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_gradcheck_still_catches_a_wrong_backward_of_a_random_layer(device):
+    with pytest.raises(netprops.PropertyViolation, match="finite differences"):
+        check_gradcheck(UnscaledBackwardDropout(), (4, 6), device=device, seed=0)
