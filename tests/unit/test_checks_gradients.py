@@ -206,3 +206,21 @@ def test_gradcheck_evaluates_a_train_mode_random_layer_with_the_same_draws(devic
 def test_gradcheck_still_catches_a_wrong_backward_of_a_random_layer(device):
     with pytest.raises(netprops.PropertyViolation, match="finite differences"):
         check_gradcheck(UnscaledBackwardDropout(), (4, 6), device=device, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("module", "kink"), [(nn.Hardshrink(0.5), 0.5), (nn.ReLU(), 0.0), (nn.Hardtanh(), -1.0)]
+)
+def test_gradcheck_moves_an_input_drawn_within_eps_of_a_kink(device, module, kink):
+    # Hardshrink at --netprops-seed 15 drew an entry 5e-7 from its jump at 0.5: the finite
+    # differences straddle the jump and a correct module mismatched
+    x = torch.randn(4, 8, generator=netprops.make_generator(0), dtype=torch.float64)
+    x[1, 3] = kink + 5e-7
+    result = check_gradcheck(module, x.to(device), device=device, seed=0)
+    assert "moved" in result.details
+    assert "moved" not in check_gradcheck(module, (4, 8), device=device, seed=0).details
+
+
+def test_a_wrong_backward_fails_at_the_moved_input_too(device):
+    with pytest.raises(netprops.PropertyViolation, match=r"and at the input moved by up to 0\.001"):
+        check_gradcheck(WrongBackwardSquare.apply, (3, 2), device=device, seed=1)
