@@ -53,8 +53,7 @@ NOT_CENTRING = "RMSNorm does not subtract the mean: f(x + c) != f(x) by definiti
 NOT_SHIFT_INVARIANT = "normalizes with fixed or batch statistics, not per-row ones"
 LINEAR_CONV = "a single linear conv cannot fit random target maps"
 
-#: Properties whose failure on a module without parameters / weight layers is an error, not
-#: a verdict: shared n/a reasons for elementwise modules.
+#: Shared n/a reasons of the weightless elementwise modules (activations, dropouts).
 ELEMENTWISE_NA = {
     "params_update": NO_PARAMS,
     "gradients_flow": NO_PARAMS,
