@@ -26,7 +26,8 @@ works on the running ``(model, batch, optimizer)`` and restores nothing:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -416,6 +417,50 @@ def _prepare(model: Any, x: Any, seed: Any, device: Any) -> tuple[torch.Tensor, 
     return _common.on_device(model, x, device), seed
 
 
+#: Parameter dtypes whose optimizer step runs on an fp32 master copy (mixed precision).
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+class _Fp32Masters:
+    """fp32 master weights for a model's float16/bfloat16 parameters, for one step.
+
+    Mixed-precision training steps fp32 copies of half-precision parameters: an Adam
+    step of ``lr = 1e-3`` is below half a unit of rounding of a bfloat16 weight near 1
+    (spacing 2⁻⁷ ≈ 7.8e-3) and of many float16 ones (2⁻¹⁰ ≈ 9.8e-4), so stored in half
+    precision a correct step would round away and look like "did not change".
+    :meth:`promote` (after ``backward()``, before ``optimizer.step()``) makes each such
+    parameter hold an exact fp32 copy of its value and gradient, so the step and what
+    the checks compare afterwards (moved or not, ``‖Δw‖/‖w‖``) are those of the fp32
+    master; the forward and backward ran in the parameter's own dtype. :meth:`restore`
+    puts the half-precision storage back (its old value: the checks restore the model).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self._halves = [(p, p.data) for p in model.parameters() if p.dtype in _HALF_DTYPES]
+
+    def promote(self) -> None:
+        for p, half in self._halves:
+            grad = p.grad
+            p.grad = None
+            p.data = half.float()
+            p.grad = None if grad is None else grad.float()
+
+    def restore(self) -> None:
+        for p, half in self._halves:
+            p.grad = None
+            p.data = half
+
+
+@contextmanager
+def _fp32_masters(model: nn.Module) -> Iterator[_Fp32Masters]:
+    """An :class:`_Fp32Masters` of ``model`` whose half-precision storage is put back on exit."""
+    masters = _Fp32Masters(model)
+    try:
+        yield masters
+    finally:
+        masters.restore()
+
+
 def _one_step(
     model: nn.Module,
     x: torch.Tensor,
@@ -424,14 +469,17 @@ def _one_step(
     loss_fn: Loss | None,
     optimizer: OptimizerFactory | None,
     seed: int,
+    masters: _Fp32Masters,
 ) -> tuple[torch.optim.Optimizer, float, str]:
-    """zero_grad, forward, loss, backward, step on the live model; returns (optimizer, loss, description)."""
+    """zero_grad, forward, loss, backward, step on the live model (half-precision
+    parameters stepped as fp32 masters); returns (optimizer, loss, description)."""
     opt = _common.make_optimizer(optimizer, model)
     opt.zero_grad()
     with torch.enable_grad():
         loss, description = _common.training_loss(model(x), target, seed, loss_fn)
         if loss.requires_grad:
             loss.backward()
+    masters.promote()
     opt.step()
     return opt, float(loss.detach()), description
 
@@ -516,10 +564,20 @@ def check_params_update(
                     f"({sorted(names) or 'it has none'}), got {name!r}"
                 )
     allowed = buffers_may_move(model)
-    with _common.restored(model), _common.seeded_module(model, seed, x.device):
+    with (
+        _common.restored(model),
+        _common.seeded_module(model, seed, x.device),
+        _fp32_masters(model) as masters,
+    ):
         snapshot = ParameterSnapshot(model)
         _opt, loss, description = _one_step(
-            model, x, target=target, loss_fn=loss_fn, optimizer=optimizer, seed=seed
+            model,
+            x,
+            target=target,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            seed=seed,
+            masters=masters,
         )
         grad_state = {
             n: ("none" if p.grad is None else "zero" if not bool((p.grad != 0).any()) else "ok")
@@ -1332,10 +1390,20 @@ def check_update_ratio(
         )
         if not low < high:
             raise ValueError(f"band must have low < high, got {band!r}")
-    with _common.restored(model), _common.seeded_module(model, seed, x.device):
+    with (
+        _common.restored(model),
+        _common.seeded_module(model, seed, x.device),
+        _fp32_masters(model) as masters,
+    ):
         snapshot = ParameterSnapshot(model)
         opt, loss, description = _one_step(
-            model, x, target=target, loss_fn=loss_fn, optimizer=optimizer, seed=seed
+            model,
+            x,
+            target=target,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            seed=seed,
+            masters=masters,
         )
         ratios = snapshot.update_ratios(model)
         params = dict(model.named_parameters())

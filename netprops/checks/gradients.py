@@ -12,11 +12,18 @@ from torch import nn
 
 from ..devices import deterministic
 from ..errors import check_choice, check_int, check_positive_float
-from ..seeding import make_generator
+from ..seeding import derive_seed, make_generator, seeded_global_rng
+from . import _common
 from .registry import register_check
 from .results import CheckResult, violation
 
 __all__ = ["check_grad_clipping", "check_gradcheck"]
+
+
+#: How far (in units of ``eps``) the second evaluation point of :func:`check_gradcheck`
+#: moves each input entry: a kink within ``eps`` of the first point is then within ``eps``
+#: of the second with probability <= 1/_JITTER_EPS per entry.
+_JITTER_EPS = 1000
 
 
 @register_check("gradcheck", dtypes=(torch.float64,))
@@ -37,6 +44,25 @@ def check_gradcheck(
     deep-copied and cast, the caller's is untouched). ``inputs`` is a tensor, a
     sequence of tensors, or a shape from which a seeded normal input is drawn.
     With ``check_params`` the module's parameters are differentiated too.
+
+    Every evaluation of ``fn`` (the analytic pass and each finite-difference one) runs
+    with the same random draws: torch's global RNG seeded from ``seed`` inside a fork,
+    and generators held by the module re-seeded. A stochastic layer in train mode
+    (dropout, RReLU) is then checked as the deterministic function ``x ↦ f(x; draws)``
+    whose Jacobian its backward must compute: a backward that uses other draws than its
+    forward, or scales them wrongly, still fails. Without this, each evaluation drew a
+    fresh mask and the finite differences of a correct ``nn.Dropout`` were ~1e6.
+    The caller's RNG state is left as it was.
+
+    Finite differences are valid only where ``fn`` is differentiable on ``[x − eps, x +
+    eps]``: an input entry drawn within ``eps`` of a kink or jump (ReLU at 0, Hardshrink
+    at ±λ; probability ~``2·eps`` per entry and kink for unit-scale inputs) makes a
+    correct module mismatch. On a Jacobian mismatch the check therefore runs gradcheck
+    once more at the inputs moved by a seeded ``δ ~ U(−1000·eps, 1000·eps)`` per entry,
+    and fails only if that point mismatches too (``details["moved"]`` says when the
+    second point was needed). A wrong backward (a wrong formula, scale or mask) is wrong
+    on a neighbourhood of its inputs and fails at both points; a kink near the first
+    point is within ``eps`` of the second with probability <= 1/1000 per entry.
 
     Raises
     ------
@@ -65,29 +91,72 @@ def check_gradcheck(
         n_inputs = len(tensors)
 
         def call(*args: torch.Tensor) -> torch.Tensor:
-            if params:
-                replaced = dict(zip(names, args[n_inputs:], strict=True))
-                return torch.func.functional_call(module, replaced, args[:n_inputs])
-            return module(*args[:n_inputs])
+            with _common.seeded_module(module, seed, device):
+                if params:
+                    replaced = dict(zip(names, args[n_inputs:], strict=True))
+                    return torch.func.functional_call(module, replaced, args[:n_inputs])
+                return module(*args[:n_inputs])
 
         target: Callable[..., torch.Tensor] = call
     else:
-        target = fn
+        function = fn
+        rng_devices = (device,) if device.type == "cuda" else ()
+
+        def seeded_call(*args: torch.Tensor) -> torch.Tensor:
+            with seeded_global_rng(seed, rng_devices):
+                return function(*args)
+
+        target = seeded_call
     args = tuple(tensors) + tuple(p.detach().clone().requires_grad_(True) for p in params)
     reproduce = f"netprops.checks.check_gradcheck(fn, inputs, seed={seed}, eps={eps:g}, atol={atol:g}, rtol={rtol:g})"
     # gradcheck requires two backward passes to agree bit for bit; on CUDA, atomics
     # (scatter_add, index_add) break that unless deterministic kernels are selected.
     guard = deterministic(True, warn_only=True) if device.type == "cuda" else nullcontext()
-    try:
-        with guard:
-            torch.autograd.gradcheck(
-                target, args, eps=eps, atol=atol, rtol=rtol, raise_exception=True
+
+    def mismatch(point: tuple[torch.Tensor, ...]) -> RuntimeError | None:
+        try:
+            with guard:
+                torch.autograd.gradcheck(
+                    target, point, eps=eps, atol=atol, rtol=rtol, raise_exception=True
+                )
+        except RuntimeError as exc:
+            return exc
+        return None
+
+    details: dict[str, object] = {
+        "inputs": [tuple(t.shape) for t in tensors],
+        "parameters": len(params),
+    }
+    exc = mismatch(args)
+    if exc is not None and "not reentrant" not in str(exc):
+        # Finite differences are only valid where fn is differentiable on [x - eps, x + eps]:
+        # an input entry within eps of a kink or jump (ReLU's 0, Hardshrink's ±λ) fails a
+        # correct module. Test again at the inputs moved by a seeded δ of up to
+        # _JITTER_EPS·eps per entry; a wrong backward is wrong there too.
+        jitter = make_generator(derive_seed(seed, "gradcheck-jitter"), device)
+        moved = tuple(
+            (
+                t.detach()
+                + _JITTER_EPS
+                * eps
+                * (2 * torch.rand(t.shape, generator=jitter, device=device, dtype=t.dtype) - 1)
+            ).requires_grad_(True)
+            for t in tensors
+        )
+        second = mismatch(moved + args[len(tensors) :])
+        if second is None:
+            details["moved"] = (
+                f"mismatch at the given input (an entry within eps={eps:g} of a point where "
+                f"fn is not differentiable); passed at the input moved by up to "
+                f"{_JITTER_EPS * eps:g} per entry"
             )
-    except RuntimeError as exc:
+        exc = second
+    if exc is not None:
         what = (
             "backward is not reentrant: two backward passes of the same inputs differ"
             if "not reentrant" in str(exc)
-            else "analytic gradient differs from finite differences"
+            else "analytic gradient differs from finite differences (at the given input "
+            f"and at the input moved by up to {_JITTER_EPS * eps:g} per entry)"
         )
         violation(
             "check_gradcheck",
@@ -97,7 +166,6 @@ def check_gradcheck(
             seed=seed,
             reproduce=reproduce,
         )
-    details = {"inputs": [tuple(t.shape) for t in tensors], "parameters": len(params)}
     return CheckResult("check_gradcheck", 0.0, atol, seed, 0.0, details, reproduce)
 
 

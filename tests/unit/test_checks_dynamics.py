@@ -187,6 +187,30 @@ def test_params_update_names_a_parameter_the_optimizer_skips():
         check_params_update(model, _x(), optimizer=lambda p: torch.optim.Adam(list(p)[:4]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_parameters_are_stepped_as_fp32_masters(dtype):
+    # an Adam step of 1e-3 is below half a bfloat16 ulp of a weight near 1: stored in
+    # half precision the step rounds away; the fp32 master copy moves, as in mixed
+    # precision training, and the model keeps its dtype and values afterwards
+    with netprops.seeded_global_rng(0):
+        model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8)).to(dtype)
+    with torch.no_grad():
+        model[1].weight.copy_(torch.linspace(0.5, 1.5, 8))
+    before = [p.detach().clone() for p in model.parameters()]
+    x = _x((4, 6)).to(dtype)
+    check_params_update(model, x)
+    ratio = check_update_ratio(model, x)
+    assert ratio.statistic > 0
+    for p, old in zip(model.parameters(), before, strict=True):
+        assert p.dtype == dtype
+        assert torch.equal(p.detach(), old)
+        assert p.grad is None
+    # the master copies keep the check's power: a skipped parameter still fails
+    with pytest.raises(PropertyViolation, match=r"trainable 1\.bias: .*optimizer did not move it"):
+        check_params_update(model, x, optimizer=lambda p: torch.optim.Adam(list(p)[:3]))
+    assert all(p.dtype == dtype for p in model.parameters())
+
+
 # --------------------------------------------------------------------------- gradients_flow
 class _Quantized(nn.Module):
     def __init__(self):

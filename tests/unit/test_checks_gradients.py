@@ -168,3 +168,59 @@ class _NonReentrant(torch.autograd.Function):
 def test_gradcheck_names_a_non_reentrant_backward(device):
     with pytest.raises(netprops.PropertyViolation, match="backward is not reentrant"):
         check_gradcheck(_NonReentrant.apply, (3,), device=device)
+
+
+class UnscaledBackwardDropout(nn.Module):
+    """A broken dropout: its backward reuses the forward's mask but forgets the 1/(1-p)."""
+
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            keep = (torch.rand_like(x) > 0.5).to(x.dtype)
+            ctx.save_for_backward(keep)
+            return x * keep * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            (keep,) = ctx.saved_tensors
+            return grad * keep  # should be grad * keep * 2
+
+    def forward(self, x):
+        return self._Fn.apply(x)
+
+
+@pytest.mark.parametrize(
+    "factory", [lambda: nn.Dropout(0.5), lambda: nn.Dropout2d(0.3), lambda: nn.RReLU()]
+)
+def test_gradcheck_evaluates_a_train_mode_random_layer_with_the_same_draws(device, factory):
+    # each evaluation of the function reuses the seed's draws: a correct stochastic layer
+    # passes (with fresh masks the finite differences of nn.Dropout were ~1e6), and the
+    # caller's global RNG state is left as it was
+    module = factory().train()
+    state = torch.random.get_rng_state()
+    result = check_gradcheck(module, (2, 3, 4, 4), device=device, seed=3)
+    assert result.statistic == 0.0
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_gradcheck_still_catches_a_wrong_backward_of_a_random_layer(device):
+    with pytest.raises(netprops.PropertyViolation, match="finite differences"):
+        check_gradcheck(UnscaledBackwardDropout(), (4, 6), device=device, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("module", "kink"), [(nn.Hardshrink(0.5), 0.5), (nn.ReLU(), 0.0), (nn.Hardtanh(), -1.0)]
+)
+def test_gradcheck_moves_an_input_drawn_within_eps_of_a_kink(device, module, kink):
+    # Hardshrink at --netprops-seed 15 drew an entry 5e-7 from its jump at 0.5: the finite
+    # differences straddle the jump and a correct module mismatched
+    x = torch.randn(4, 8, generator=netprops.make_generator(0), dtype=torch.float64)
+    x[1, 3] = kink + 5e-7
+    result = check_gradcheck(module, x.to(device), device=device, seed=0)
+    assert "moved" in result.details
+    assert "moved" not in check_gradcheck(module, (4, 8), device=device, seed=0).details
+
+
+def test_a_wrong_backward_fails_at_the_moved_input_too(device):
+    with pytest.raises(netprops.PropertyViolation, match=r"and at the input moved by up to 0\.001"):
+        check_gradcheck(WrongBackwardSquare.apply, (3, 2), device=device, seed=1)
