@@ -461,6 +461,7 @@ def _fp32_masters(model: nn.Module) -> Iterator[_Fp32Masters]:
         masters.restore()
 
 
+@contextmanager
 def _one_step(
     model: nn.Module,
     x: torch.Tensor,
@@ -469,19 +470,30 @@ def _one_step(
     loss_fn: Loss | None,
     optimizer: OptimizerFactory | None,
     seed: int,
-    masters: _Fp32Masters,
-) -> tuple[torch.optim.Optimizer, float, str]:
-    """zero_grad, forward, loss, backward, step on the live model (half-precision
-    parameters stepped as fp32 masters); returns (optimizer, loss, description)."""
-    opt = _common.make_optimizer(optimizer, model)
-    opt.zero_grad()
-    with torch.enable_grad():
-        loss, description = _common.training_loss(model(x), target, seed, loss_fn)
-        if loss.requires_grad:
-            loss.backward()
-    masters.promote()
-    opt.step()
-    return opt, float(loss.detach()), description
+) -> Iterator[tuple[ParameterSnapshot, torch.optim.Optimizer, float, str]]:
+    """One training step of ``model`` that is undone on exit.
+
+    Inside: the model's state and torch's RNG as they were restored on exit, the module's
+    random draws seeded from ``seed``, half-precision parameters stepped as fp32 masters.
+    A :class:`ParameterSnapshot` is taken, then zero_grad, forward, loss, backward and
+    step run on the live model; yields (snapshot, optimizer, loss, loss description)
+    with the stepped model still in place.
+    """
+    with (
+        _common.restored(model),
+        _common.seeded_module(model, seed, x.device),
+        _fp32_masters(model) as masters,
+    ):
+        snapshot = ParameterSnapshot(model)
+        opt = _common.make_optimizer(optimizer, model)
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss, description = _common.training_loss(model(x), target, seed, loss_fn)
+            if loss.requires_grad:
+                loss.backward()
+        masters.promote()
+        opt.step()
+        yield snapshot, opt, float(loss.detach()), description
 
 
 def buffers_may_move(model: nn.Module) -> dict[str, bool]:
@@ -564,21 +576,12 @@ def check_params_update(
                     f"({sorted(names) or 'it has none'}), got {name!r}"
                 )
     allowed = buffers_may_move(model)
-    with (
-        _common.restored(model),
-        _common.seeded_module(model, seed, x.device),
-        _fp32_masters(model) as masters,
+    with _one_step(model, x, target=target, loss_fn=loss_fn, optimizer=optimizer, seed=seed) as (
+        snapshot,
+        _opt,
+        loss,
+        description,
     ):
-        snapshot = ParameterSnapshot(model)
-        _opt, loss, description = _one_step(
-            model,
-            x,
-            target=target,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            seed=seed,
-            masters=masters,
-        )
         grad_state = {
             n: ("none" if p.grad is None else "zero" if not bool((p.grad != 0).any()) else "ok")
             for n, p in model.named_parameters()
@@ -1390,21 +1393,12 @@ def check_update_ratio(
         )
         if not low < high:
             raise ValueError(f"band must have low < high, got {band!r}")
-    with (
-        _common.restored(model),
-        _common.seeded_module(model, seed, x.device),
-        _fp32_masters(model) as masters,
+    with _one_step(model, x, target=target, loss_fn=loss_fn, optimizer=optimizer, seed=seed) as (
+        snapshot,
+        opt,
+        loss,
+        description,
     ):
-        snapshot = ParameterSnapshot(model)
-        opt, loss, description = _one_step(
-            model,
-            x,
-            target=target,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            seed=seed,
-            masters=masters,
-        )
         ratios = snapshot.update_ratios(model)
         params = dict(model.named_parameters())
         lrs = _group_lrs(opt)
