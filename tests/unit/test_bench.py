@@ -24,14 +24,7 @@ from netprops.bench import (
 )
 from netprops.data import synthetic_dataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny workloads: one intra-op thread avoids OpenMP spinning on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -72,14 +72,7 @@ def write_idx_set(directory: Path, *, gz: bool, n_train: int = 12, n_test: int =
     return tensors
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: a second OpenMP thread only adds barriers, which on a busy shared
-    machine (a descheduled thread) turn microseconds into tens of milliseconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -60,13 +60,7 @@ RESIDUAL_NAMES = ["resnet20", "resnet-bottleneck", "wrn-16-4", "resmlp"] + [
 MODEL_SHAPES = [(name, shape) for name in SPEC_NAMES for shape in STANDARD_INPUT_SHAPES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """The batches here are tiny: thread start-up and contention cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randn(shape, seed, device, dtype=torch.float32):

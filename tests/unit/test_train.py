@@ -18,14 +18,7 @@ from netprops.train import OPTIMIZERS, History, _show_progress, evaluate, make_o
 N_TRAIN, N_TEST, SHAPE = 300, 100, (1, 8, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds synchronization, and on a
-    busy shared machine a spinning OpenMP thread turns milliseconds into seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
