@@ -1139,6 +1139,38 @@ def _alpha(alpha: Any) -> float:
     return alpha
 
 
+def _per_layer_result(
+    check: str,
+    what: str,
+    failures: Mapping[str, str],
+    *,
+    statistic: float,
+    bound: float,
+    seed: int,
+    alpha: float,
+    reproduce: str,
+    details: dict[str, Any],
+) -> CheckResult:
+    """The result of a check judged layer by layer; raises when any layer failed.
+
+    ``failures`` maps each failed layer to its line, repeated in the report as
+    ``FAILED <layer>`` after ``details``; ``what`` follows the count of failed layers.
+    """
+    __tracebackhide__ = True
+    if failures:
+        violation(
+            check,
+            f"{len(failures)} {what}",
+            statistic=statistic,
+            bound=bound,
+            seed=seed,
+            alpha=alpha,
+            reproduce=reproduce,
+            details={**details, **{f"FAILED {k}": v for k, v in failures.items()}},
+        )
+    return CheckResult(check, statistic, bound, seed, alpha, details, reproduce)
+
+
 @register_check("dead_units", perturb_parameters=False)
 def check_dead_units(
     model: nn.Module,
@@ -1208,19 +1240,18 @@ def check_dead_units(
             failures[layer.name] = text
     reproduce = _reproduce("check_dead_units", seed, alpha=alpha)
     details: dict[str, Any] = {"entries per unit": layers[0].entries, **summary}
-    if failures:
-        violation(
-            "check_dead_units",
-            f"{len(failures)} ReLU layer(s) have more units dead on the whole batch than a "
-            "symmetric initialization explains (dead vs all-positive units: Bin(k, ½))",
-            statistic=worst[1],
-            bound=worst[2],
-            seed=seed,
-            alpha=alpha,
-            reproduce=reproduce,
-            details={**details, **{f"FAILED {k}": v for k, v in failures.items()}},
-        )
-    return CheckResult("check_dead_units", worst[1], worst[2], seed, alpha, details, reproduce)
+    return _per_layer_result(
+        "check_dead_units",
+        "ReLU layer(s) have more units dead on the whole batch than a symmetric "
+        "initialization explains (dead vs all-positive units: Bin(k, ½))",
+        failures,
+        statistic=worst[1],
+        bound=worst[2],
+        seed=seed,
+        alpha=alpha,
+        reproduce=reproduce,
+        details=details,
+    )
 
 
 def max_init_scale(nonlinearity: str = "tanh") -> float:
@@ -1313,19 +1344,17 @@ def check_saturation(
         threshold=threshold,
         max_preactivation_variance=max_preactivation_variance,
     )
-    if failures:
-        violation(
-            "check_saturation",
-            f"{len(failures)} tanh/sigmoid layer(s) are saturated beyond what a correct "
-            "initialization allows",
-            statistic=worst[1],
-            bound=worst[2],
-            seed=seed,
-            alpha=alpha,
-            reproduce=reproduce,
-            details={**summary, **{f"FAILED {k}": v for k, v in failures.items()}},
-        )
-    return CheckResult("check_saturation", worst[1], worst[2], seed, alpha, summary, reproduce)
+    return _per_layer_result(
+        "check_saturation",
+        "tanh/sigmoid layer(s) are saturated beyond what a correct initialization allows",
+        failures,
+        statistic=worst[1],
+        bound=worst[2],
+        seed=seed,
+        alpha=alpha,
+        reproduce=reproduce,
+        details=summary,
+    )
 
 
 def _decades_outside(value: float, low: float, high: float) -> float:
@@ -1444,16 +1473,14 @@ def check_update_ratio(
         "loss": f"{description} = {loss:.6g}",
         "optimizer": type(opt).__name__,
     }
-    if failures:
-        violation(
-            "check_update_ratio",
-            f"{len(failures)} weight(s) moved by a relative amount outside their range in one step",
-            statistic=worst[1],
-            bound=worst[2],
-            seed=seed,
-            reproduce=reproduce,
-            details={**details, **summary, **{f"FAILED {k}": v for k, v in failures.items()}},
-        )
-    return CheckResult(
-        "check_update_ratio", worst[1], worst[2], seed, 0.0, {**details, **summary}, reproduce
+    return _per_layer_result(
+        "check_update_ratio",
+        "weight(s) moved by a relative amount outside their range in one step",
+        failures,
+        statistic=worst[1],
+        bound=worst[2],
+        seed=seed,
+        alpha=0.0,
+        reproduce=reproduce,
+        details={**details, **summary},
     )
