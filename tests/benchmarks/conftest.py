@@ -115,6 +115,34 @@ def forward_backward() -> Callable[..., Callable[[], None]]:
     return build
 
 
+@pytest.fixture
+def adam_train_step() -> Callable[..., Callable[[], None]]:
+    """Build the timed closure of one training step of a classifier.
+
+    ``adam_train_step(model, x, target, device)`` returns a no-argument callable that
+    zeroes the gradients, computes the cross-entropy of ``model(x)`` against ``target``,
+    backpropagates and takes one Adam step (lr 1e-3, optimizer built once); on CUDA it
+    synchronizes before returning.
+    """
+
+    def build(
+        model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, device: str
+    ) -> Callable[[], None]:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        sync = torch.cuda.synchronize if device == "cuda" else None
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), target).backward()
+            optimizer.step()
+            if sync is not None:
+                sync()
+
+        return step
+
+    return build
+
+
 def _target(group: str) -> float | None:
     layer, _, device = group.rpartition("-")
     return TARGETS.get(layer) if device == "cpu" else None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from netprops import make_generator, seeded_global_rng
@@ -98,7 +97,7 @@ TWINS = {"cnn-2": _torch_cnn2, "resnet20": _torch_resnet20}
 
 
 @pytest.mark.parametrize("name", list(TWINS))
-def test_conv_train_step(benchmark, impl, device, name):
+def test_conv_train_step(benchmark, impl, device, name, adam_train_step):
     ours = create(name, seed=0)
     with seeded_global_rng(0):  # torch.nn layers draw an init (overwritten) from the global RNG
         reference = TWINS[name](ours).to(device)
@@ -110,15 +109,5 @@ def test_conv_train_step(benchmark, impl, device, name):
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)
 
     model = ours if impl == "netprops" else reference
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sync = torch.cuda.synchronize if device == "cuda" else None
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), target).backward()
-        optimizer.step()
-        if sync is not None:
-            sync()
-
     benchmark.group = f"{name.replace('-', '')}_train_step-{device}"
-    benchmark(step)
+    benchmark(adam_train_step(model, x, target, device))

@@ -13,7 +13,6 @@ import itertools
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from netprops import make_generator, seeded_global_rng
@@ -34,7 +33,7 @@ def _torch_mlp() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def test_mlp_train_step(benchmark, impl, device):
+def test_mlp_train_step(benchmark, impl, device, adam_train_step):
     ours = create("mlp-784-500-100-100-10", seed=0).to(device)
     with seeded_global_rng(0):  # nn.Linear draws its init from the global RNG
         reference = _torch_mlp().to(device)
@@ -49,15 +48,5 @@ def test_mlp_train_step(benchmark, impl, device):
     torch.testing.assert_close(ours(x), reference(x))
 
     model = ours if impl == "netprops" else reference
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sync = torch.cuda.synchronize if device == "cuda" else None
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), target).backward()
-        optimizer.step()
-        if sync is not None:
-            sync()
-
     benchmark.group = f"mlp_train_step-{device}"
-    benchmark(step)
+    benchmark(adam_train_step(model, x, target, device))
