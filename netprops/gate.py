@@ -142,6 +142,41 @@ def _floor_hit(fresh_mean: float, floor: float | None, higher_is_better: bool) -
     return fresh_mean <= floor if higher_is_better else fresh_mean >= floor
 
 
+def _gate_result(
+    metric: str,
+    base: np.ndarray,
+    new: np.ndarray,
+    *,
+    within: bool,
+    bound: float,
+    alpha: float,
+    higher_is_better: bool,
+    test: str,
+    floor: float | None,
+    p_value: float | None = None,
+) -> GateResult:
+    """A :class:`GateResult` from the two samples and the test's own verdict ``within``;
+    the fresh mean at or beyond ``floor`` fails whatever the test said."""
+    fresh_mean = float(new.mean())
+    hit = _floor_hit(fresh_mean, floor, higher_is_better)
+    return GateResult(
+        metric=metric,
+        passed=within and not hit,
+        fresh_mean=fresh_mean,
+        baseline_mean=float(base.mean()),
+        baseline_sd=float(base.std(ddof=1)),
+        bound=bound,
+        alpha=alpha,
+        higher_is_better=higher_is_better,
+        fresh=tuple(float(v) for v in new),
+        baseline_range=(float(base.min()), float(base.max())),
+        test=test,
+        p_value=p_value,
+        floor=floor,
+        floor_hit=hit,
+    )
+
+
 def _t_factor(k: int, m: int, alpha: float) -> float:
     """``t_{1-α, K-1} · sqrt(1/m + 1/K)``: the prediction bound's distance from x̄ in sds."""
     return float(stats.t.ppf(1 - alpha, k - 1)) * math.sqrt(1 / m + 1 / k)
@@ -179,21 +214,16 @@ def prediction_gate(
     fresh_mean = float(new.mean())
     bound = mean - half_width if higher_is_better else mean + half_width
     within = fresh_mean >= bound if higher_is_better else fresh_mean <= bound
-    hit = _floor_hit(fresh_mean, floor, higher_is_better)
-    return GateResult(
-        metric=metric,
-        passed=within and not hit,
-        fresh_mean=fresh_mean,
-        baseline_mean=mean,
-        baseline_sd=sd,
+    return _gate_result(
+        metric,
+        base,
+        new,
+        within=within,
         bound=bound,
         alpha=alpha,
         higher_is_better=higher_is_better,
-        fresh=tuple(float(v) for v in new),
-        baseline_range=(float(base.min()), float(base.max())),
         test="prediction",
         floor=floor,
-        floor_hit=hit,
     )
 
 
@@ -252,23 +282,17 @@ def rank_gate(
             "baseline seeds or run more fresh seeds"
         )
     p = float(_rank_p(new, base, higher_is_better))
-    fresh_mean = float(new.mean())
-    hit = _floor_hit(fresh_mean, floor, higher_is_better)
-    return GateResult(
-        metric=metric,
-        passed=p >= alpha and not hit,
-        fresh_mean=fresh_mean,
-        baseline_mean=float(base.mean()),
-        baseline_sd=float(base.std(ddof=1)),
+    return _gate_result(
+        metric,
+        base,
+        new,
+        within=p >= alpha,
         bound=alpha,
         alpha=alpha,
         higher_is_better=higher_is_better,
-        fresh=tuple(float(v) for v in new),
-        baseline_range=(float(base.min()), float(base.max())),
         test="rank",
-        p_value=p,
         floor=floor,
-        floor_hit=hit,
+        p_value=p,
     )
 
 
